@@ -1,0 +1,1 @@
+"""Model-free, deterministic harness for tests, CI and client conformance."""

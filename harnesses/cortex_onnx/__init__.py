@@ -1,0 +1,1 @@
+"""The default harness: ONNX Runtime with a KV-cache decode loop."""
