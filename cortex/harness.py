@@ -12,7 +12,7 @@ ends with one ``Finish``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import attrs
@@ -76,6 +76,16 @@ class ToolCall:
 
 
 @attrs.frozen
+class Tokenized:
+    """Optional, and first when sent: the prompt's token count, known before prefill.
+
+    The neuron holds its first stream chunk (briefly) for it, so that chunk can carry
+    ``usage.prompt_tokens`` (what an Anthropic ``message_start`` reports)."""
+
+    prompt_tokens: int
+
+
+@attrs.frozen
 class Prefilled:
     """Optional marker: the prompt has been processed (the neuron times prefill by it)."""
 
@@ -94,7 +104,7 @@ class Finish:
     cached_tokens: int = 0
 
 
-GenerationEvent = TextDelta | ToolCall | Prefilled | Finish
+GenerationEvent = Tokenized | TextDelta | ToolCall | Prefilled | Finish
 
 
 class HarnessError(Exception):
@@ -115,7 +125,7 @@ class LoadedModel(Protocol):
     context_length: int
     max_batch: int  # how many generations may run at once; more wait in the neuron's queue
 
-    def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationEvent]:
+    def generate(self, request: GenerationRequest) -> AsyncGenerator[GenerationEvent, None]:
         """Yield events ending with ``Finish``. Closing the iterator cancels the work
         within one decode step."""
         ...

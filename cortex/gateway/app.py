@@ -1,0 +1,237 @@
+"""The gateway application: middleware (request context, auth, errors), routes, tasks.
+
+I/O shell. Checks run in SPEC 3.1's order: auth (401), body (400, 413), model
+(404), routing (429, 503). Every error leaves in the client's dialect; a request
+whose stream already started ends with an error frame instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import aiohttp
+from aiohttp import web
+
+from cortex.core.catalogue import Catalogue
+from cortex.core.config import GatewayConfig
+from cortex.core.envelopes import ANTHROPIC, OPENAI, error_body, error_headers
+from cortex.errors import ApiError, NotFound, Unauthorized
+from cortex.gateway import catalogue_routes
+from cortex.gateway.admission import Admission
+from cortex.gateway.client import NeuronClient
+from cortex.gateway.context import CURRENT, RequestContext
+from cortex.gateway.dispatch import Dispatcher
+from cortex.gateway.lifecycle import Lifecycle
+from cortex.gateway.metrics import GatewayMetrics
+from cortex.gateway.openai_routes import openai_handler
+from cortex.gateway.poller import POLL_TIMEOUT_S, poll_once
+from cortex.gateway.proxy import ClientLink
+from cortex.gateway.state import STATE, GatewayState, gateway_state
+from cortex.gateway.store import FleetStore
+
+log = logging.getLogger("cortex.gateway")
+access = logging.getLogger("cortex.gateway.requests")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+OPEN_PATHS = frozenset({"/health"})
+NOT_YET = ("/v1/responses", "/v1/images", "/v1/audio")
+
+
+def dialect_of(request: web.Request) -> str:
+    if request.path.startswith("/v1/messages") or "anthropic-version" in request.headers:
+        return ANTHROPIC
+    return OPENAI
+
+
+def _api_of(request: web.Request) -> str:
+    return ANTHROPIC if request.path.startswith("/v1/messages") else OPENAI
+
+
+def _error_response(error: ApiError, dialect: str, request_id: str) -> web.Response:
+    headers = {"x-request-id": request_id, **error_headers(error)}
+    return web.json_response(error_body(error, dialect), status=error.status, headers=headers)
+
+
+@web.middleware
+async def context_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Request id, errors in the client's dialect, one log line and metrics per request."""
+    request_id = request.headers.get("x-request-id") or "req_" + secrets.token_hex(12)
+    ctx = RequestContext(request_id=request_id, api=_api_of(request))
+    CURRENT.set(ctx)
+    dialect = dialect_of(request)
+    try:
+        response = await handler(request)
+        ctx.status = response.status
+        if not response.prepared:
+            response.headers["x-request-id"] = request_id
+        return response
+    except ApiError as exc:
+        ctx.status = exc.status
+        link: ClientLink | None = ctx.link
+        if link is not None and link.response is not None:
+            return await link.fail(exc)
+        return _error_response(exc, dialect, request_id)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        ctx.status = exc.status
+        error: ApiError = NotFound(f"no route {request.method} {request.path}")
+        if exc.status != 404:
+            error = ApiError(exc.reason or "error")
+            error.status = exc.status
+        return _error_response(error, dialect, request_id)
+    except (asyncio.CancelledError, ConnectionResetError):
+        ctx.status = 499  # the client went away
+        raise
+    except Exception:
+        ctx.status = 500
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return _error_response(
+            ApiError("internal error; see the gateway's log"), dialect, request_id
+        )
+    finally:
+        if request.path.startswith("/v1/") and request.method == "POST":
+            _record(gateway_state(request), ctx)
+
+
+def _record(state: GatewayState, ctx: RequestContext) -> None:
+    state.metrics.finish(
+        ctx,
+        lambda m: (
+            state.store.catalogue.get(m) is not None
+            or any(n.model(m) for n in state.store.view.nodes)
+        ),
+    )
+    prompt, completion = ctx.tokens()
+    ttft = None if ctx.first_at is None else round(ctx.first_at - ctx.arrived, 4)
+    prefill = None
+    if ctx.first_at is not None and ctx.sent_at is not None:
+        prefill = round(ctx.first_at - ctx.sent_at, 4)
+    access.info(
+        "request",
+        extra={
+            "request_id": ctx.request_id,
+            "model": ctx.model,
+            "node": ctx.node,
+            "api": ctx.api,
+            "status": ctx.status,
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "queue_s": round(ctx.queue_s, 4),
+            "load_s": round(ctx.load_s, 4),
+            "prefill_s": prefill,
+            "ttft_s": ttft,
+            "duration_s": round(time.perf_counter() - ctx.arrived, 4),
+        },
+    )
+
+
+def auth_middleware(keys: tuple[str, ...]) -> Callable[..., Awaitable[web.StreamResponse]]:
+    encoded = [k.encode() for k in keys]
+
+    def accepted(given: str) -> bool:
+        # Compare with every key, always: the time taken says nothing about which matched.
+        ok = False
+        for key in encoded:
+            ok |= hmac.compare_digest(given.encode(), key)
+        return ok
+
+    @web.middleware
+    async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path not in OPEN_PATHS:
+            bearer = request.headers.get("Authorization", "")
+            given = bearer[7:] if bearer[:7].lower() == "bearer " else ""
+            given = given or request.headers.get("x-api-key", "")
+            if not accepted(given):
+                raise Unauthorized("a valid API key is required (Bearer or x-api-key)")
+        return await handler(request)
+
+    return check
+
+
+async def not_yet(request: web.Request) -> web.StreamResponse:
+    raise NotFound(f"{request.path} is not served by cortex yet", code="unsupported_route")
+
+
+async def no_route(request: web.Request) -> web.StreamResponse:
+    raise NotFound(f"no route {request.method} {request.path}")
+
+
+async def poll_forever(state: GatewayState) -> None:
+    interval = state.config.gateway.poll_interval_s
+    timeout = min(POLL_TIMEOUT_S, max(interval, 0.5))
+    while True:
+        await poll_once(
+            state.store, state.clients, state.config.gateway.unhealthy_after_failures, timeout
+        )
+        await asyncio.sleep(interval)
+
+
+async def background(app: web.Application) -> AsyncIterator[None]:
+    state = app[STATE]
+    poller = asyncio.create_task(poll_forever(state))
+    yield
+    poller.cancel()
+    await asyncio.gather(poller, *state.lifecycle.loads.values(), return_exceptions=True)
+    await state.session.close()
+
+
+async def build_state(
+    config: GatewayConfig, catalogue: Catalogue, models_path: str
+) -> GatewayState:
+    """Create the state inside the running loop (the ClientSession needs it)."""
+    store = FleetStore(config.neurons, catalogue)
+    connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300)
+    session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
+    token = config.gateway.neuron_token
+    clients = {n.name: NeuronClient(session, n.name, n.endpoint, token) for n in config.neurons}
+    metrics = GatewayMetrics()
+    lifecycle = Lifecycle(store, clients, config)
+    admission = Admission(store, config.gateway.max_queue_per_model)
+    dispatcher = Dispatcher(store, clients, lifecycle, admission, config)
+    return GatewayState(
+        config=config,
+        models_path=models_path,
+        store=store,
+        session=session,
+        clients=clients,
+        lifecycle=lifecycle,
+        admission=admission,
+        dispatcher=dispatcher,
+        metrics=metrics,
+    )
+
+
+def create_app(state: GatewayState) -> web.Application:
+    middlewares: list[Callable[..., Awaitable[web.StreamResponse]]] = [context_middleware]
+    if state.config.gateway.api_keys:
+        middlewares.append(auth_middleware(state.config.gateway.api_keys))
+    app = web.Application(middlewares=middlewares, client_max_size=state.max_body_bytes)
+    app[STATE] = state
+    app.cleanup_ctx.append(background)
+    for path in ("/v1/chat/completions", "/v1/completions", "/v1/embeddings"):
+        app.router.add_post(path, openai_handler(path))
+    catalogue_routes.add_routes(app)
+    for prefix in NOT_YET:
+        app.router.add_route("*", prefix, not_yet)
+        app.router.add_route("*", prefix + "/{tail:.*}", not_yet)
+    app.router.add_route("*", "/{tail:.*}", no_route)
+    return app
+
+
+def create_metrics_app(state: GatewayState) -> web.Application:
+    async def metrics(_: web.Request) -> web.Response:
+        catalogue_routes.refresh_gauges(state)
+        return web.Response(
+            body=state.metrics.exposition(),
+            headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
+        )
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    return app

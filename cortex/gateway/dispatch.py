@@ -1,0 +1,157 @@
+"""From a model name to a neuron URL ready to serve: route, load, admit, resolve.
+
+I/O shell around the pure ``route()``: it carries out the decision (joining or
+starting a load through ``Lifecycle``), waits for an admission slot, then asks
+the neuron where the model is served and applies the loopback rewrite. Each wait
+is reported to ``RequestContext`` so metrics can split time to first token.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import partial
+import time
+from collections.abc import Callable
+
+import attrs
+
+from cortex.core.catalogue import default_profile
+from cortex.core.config import GatewayConfig, ModelConfig
+from cortex.core.fleet import LOADING
+from cortex.core.observe import add_pending, touch
+from cortex.core.rewrite import host_of, is_loopback_host, rewrite_loopback
+from cortex.core.router import EvictThenLoad, Load, Reject, Serve, route
+from cortex.errors import BY_STATUS, ApiError, Unavailable, UpstreamFailed
+from cortex.gateway.admission import Admission, Ticket
+from cortex.gateway.client import NeuronClient
+from cortex.gateway.context import RequestContext
+from cortex.gateway.lifecycle import Lifecycle
+from cortex.gateway.proxy import ClientLink, with_keepalive
+from cortex.gateway.store import FleetStore
+
+log = logging.getLogger("cortex.gateway")
+
+# A decision can be overtaken (a node dies mid-load); re-route this many times.
+MAX_ATTEMPTS = 3
+
+
+@attrs.frozen
+class Placement:
+    """An admitted request's target; ``release`` gives its admission slot back."""
+
+    node: str
+    profile: ModelConfig
+    url: str
+    ticket: Ticket
+
+    async def release(self) -> None:
+        await self.ticket.__aexit__(None, None, None)
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        store: FleetStore,
+        clients: dict[str, NeuronClient],
+        lifecycle: Lifecycle,
+        admission: Admission,
+        config: GatewayConfig,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store = store
+        self.clients = clients
+        self.lifecycle = lifecycle
+        self.admission = admission
+        self.config = config
+        self.clock = clock
+        self.neuron_hosts = {h for n in config.neurons if (h := host_of(n.endpoint))}
+
+    def profile(self, model_id: str) -> ModelConfig:
+        return self.store.catalogue.get(model_id) or default_profile(model_id)
+
+    async def place(self, name: str, ctx: RequestContext, link: ClientLink | None) -> Placement:
+        """Route ``name`` and return an admitted placement (exit its ticket when done)."""
+        keepalive = self.config.gateway.keepalive_s
+        for _attempt in range(MAX_ATTEMPTS):
+            decision = route(
+                self.store.view,
+                self.store.catalogue,
+                name,
+                self.clock(),
+                strategy=self.config.eviction.strategy,
+                measured_mb=self.store.measured_mb,
+            )
+            if isinstance(decision, Reject):
+                cls = BY_STATUS.get(decision.status, Unavailable)
+                raise cls(decision.message, retry_after_s=decision.retry_after_s)
+            node, model_id = decision.node, decision.model_id
+            profile = self.profile(model_id)
+            ctx.model, ctx.node = model_id, node
+            entry = (n := self.store.view.node(node)) and n.model(model_id)
+            if isinstance(decision, Serve) and entry and entry.status != LOADING:
+                return await self._admit(node, profile, ctx, link)
+            # Cold: start or join the one load, and hold the model against eviction
+            # until this request has been admitted (no thrashing between two models).
+            if isinstance(decision, (Load, EvictThenLoad)):
+                victims = decision.victims if isinstance(decision, EvictThenLoad) else ()
+                self.lifecycle.start_load(node, profile, victims)
+                ctx.cold_start = True
+            self.store.update(node, partial(add_pending, model_id=model_id, delta=1))
+            started = time.perf_counter()
+            try:
+                await with_keepalive(self.lifecycle.wait_loaded(node, model_id), link, keepalive)
+            except ApiError as exc:
+                log.warning("waiting for %s on %s: %s", model_id, node, exc.message)
+                self.store.update(node, partial(add_pending, model_id=model_id, delta=-1))
+                if _attempt == MAX_ATTEMPTS - 1:
+                    raise
+                continue
+            finally:
+                ctx.load_s += time.perf_counter() - started
+            try:
+                return await self._admit(node, profile, ctx, link)
+            finally:
+                self.store.update(node, partial(add_pending, model_id=model_id, delta=-1))
+        raise Unavailable(f"model {name!r} could not be placed", retry_after_s=5)
+
+    async def _admit(
+        self, node: str, profile: ModelConfig, ctx: RequestContext, link: ClientLink | None
+    ) -> Placement:
+        ticket = self.admission.ticket(node, profile.id, profile.max_concurrency)
+        started = time.perf_counter()
+        await with_keepalive(ticket.__aenter__(), link, self.config.gateway.keepalive_s)
+        ctx.queue_s += time.perf_counter() - started
+        try:
+            url = await self.endpoint(node, profile.id)
+        except BaseException:
+            await ticket.__aexit__(None, None, None)
+            raise
+        now = self.clock()
+        self.store.update(node, lambda n: touch(n, profile.id, now))
+        return Placement(node, profile, url, ticket)
+
+    async def endpoint(self, node: str, model_id: str) -> str:
+        """Where ``model_id`` is served on ``node``, rewritten and checked."""
+        key = (node, model_id)
+        url = self.store.endpoints.get(key)
+        if url is not None:
+            return url
+        client = self.clients[node]
+        reported = await client.endpoint_of(model_id, timeout=10)
+        url, warning = rewrite_loopback(reported, client.endpoint)
+        if warning:
+            log.warning("neuron %s: %s", node, warning)
+        host = host_of(url) or ""
+        reported_host = host_of(reported) or ""
+        allowed = (
+            is_loopback_host(reported_host)
+            or host in self.neuron_hosts
+            or self.config.gateway.trust_neuron_urls
+        )
+        if not allowed:
+            # A compromised node must not turn the gateway into a proxy to anywhere.
+            log.error("neuron %s reported %s, a host that is not a configured neuron", node, url)
+            raise UpstreamFailed(f"neuron {node} reported an endpoint outside the fleet")
+        self.store.endpoints[key] = url
+        return url

@@ -1,0 +1,108 @@
+"""The OpenAI routes: chat, legacy completions, embeddings, proxied byte for byte.
+
+I/O shell: read and check the body, place the model (``Dispatcher``), forward the
+client's bytes unchanged to the neuron, relay the answer unchanged. Only the
+client's credentials are dropped; the neuron gets ``neuron_token`` instead.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from aiohttp import web
+
+from cortex.core.envelopes import OPENAI
+from cortex.errors import BadRequest, PayloadTooLarge
+from cortex.gateway.context import CURRENT, RequestContext
+from cortex.gateway.dispatch import Placement
+from cortex.gateway.proxy import ClientLink, open_upstream, read_whole, relay, upstream_error
+from cortex.gateway.state import GatewayState, gateway_state
+
+KEEPALIVE = b": keep-alive\n\n"
+
+
+async def read_json(request: web.Request, limit: int) -> tuple[bytes, dict[str, Any]]:
+    """The raw body (forwarded as is) and its parse (read for routing)."""
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(f"the body exceeds {limit} bytes")
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise PayloadTooLarge(f"the body exceeds {limit} bytes") from None
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"the body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise BadRequest("model is required and must be a string", param="model")
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise BadRequest("stream must be a boolean", param="stream")
+    return raw, body
+
+
+def upstream_headers(state: GatewayState, ctx: RequestContext) -> dict[str, str]:
+    headers = {"Content-Type": "application/json", "x-request-id": ctx.request_id}
+    if state.config.gateway.neuron_token:
+        headers["Authorization"] = f"Bearer {state.config.gateway.neuron_token}"
+    return headers
+
+
+async def forward(
+    state: GatewayState,
+    placement: Placement,
+    ctx: RequestContext,
+    raw: bytes,
+    *,
+    path: str,
+    stream: bool,
+    link: ClientLink,
+) -> web.StreamResponse:
+    """Send ``raw`` to the placed neuron and relay its answer."""
+    gateway = state.config.gateway
+    ctx.sent_at = time.perf_counter()
+    upstream = await open_upstream(
+        state.session,
+        placement.url + path,
+        raw,
+        upstream_headers(state, ctx),
+        stream=stream,
+        idle_timeout_s=gateway.stream_idle_timeout_s,
+        total_timeout_s=gateway.load_timeout_s,
+    )
+    if upstream.status >= 400:
+        raise upstream_error(upstream.status, await read_whole(upstream), placement.node)
+    if stream:
+        return await relay(upstream, link, tap=state.metrics.tap(ctx))
+    body = await read_whole(upstream)
+    state.metrics.observe_body(ctx, body)
+    return web.Response(
+        body=body,
+        status=upstream.status,
+        headers={"Content-Type": "application/json", "x-request-id": ctx.request_id},
+    )
+
+
+def openai_handler(path: str) -> Any:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        state = gateway_state(request)
+        ctx = CURRENT.get()
+        raw, body = await read_json(request, state.max_body_bytes)
+        stream = bool(body.get("stream"))
+        link = ClientLink(request, OPENAI, KEEPALIVE, {"x-request-id": ctx.request_id})
+        ctx.link = link
+        placement = await state.dispatcher.place(body["model"], ctx, link if stream else None)
+        if body["model"] != placement.profile.id:
+            # An alias: the neuron knows the model by its id. Only then is the body rewritten.
+            raw = json.dumps({**body, "model": placement.profile.id}).encode()
+        try:
+            return await forward(state, placement, ctx, raw, path=path, stream=stream, link=link)
+        finally:
+            await placement.release()
+
+    return handle

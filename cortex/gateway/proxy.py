@@ -1,0 +1,156 @@
+"""Relaying a neuron's response to the client, byte for byte, and waiting politely.
+
+I/O: the upstream request and the client response. ``ClientLink`` prepares the
+client's SSE response lazily: only when a keep-alive is due (queue, cold load)
+or the upstream answers, so an early error can still use its real status.
+``relay`` copies upstream chunks as they arrive; ``tap`` sees every chunk for
+metrics without changing it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import aiohttp
+from aiohttp import web
+
+from cortex.core.envelopes import stream_error_frame
+from cortex.errors import ApiError, UpstreamFailed, UpstreamTimeout
+from cortex.gateway.client import error_from_neuron
+
+log = logging.getLogger("cortex.gateway.proxy")
+
+T = TypeVar("T")
+SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+
+
+class ClientLink:
+    """The client's side of one request, for streaming clients."""
+
+    def __init__(
+        self, request: web.Request, dialect: str, keepalive: bytes, headers: dict[str, str]
+    ) -> None:
+        self.request = request
+        self.dialect = dialect
+        self.keepalive = keepalive
+        self.headers = headers
+        self.response: web.StreamResponse | None = None
+
+    async def prepare(
+        self, status: int = 200, content_type: str | None = None
+    ) -> web.StreamResponse:
+        if self.response is None:
+            headers = dict(SSE_HEADERS, **self.headers)
+            if content_type:
+                headers["Content-Type"] = content_type
+            self.response = web.StreamResponse(status=status, headers=headers)
+            await self.response.prepare(self.request)
+        return self.response
+
+    async def tick(self) -> None:
+        response = await self.prepare()
+        await response.write(self.keepalive)
+
+    async def fail(self, error: ApiError) -> web.StreamResponse:
+        """An error after the stream started: a final error frame in the client's dialect."""
+        response = await self.prepare()
+        await response.write(stream_error_frame(error, self.dialect))
+        await response.write_eof()
+        return response
+
+
+async def with_keepalive(work: Awaitable[T], link: ClientLink | None, every_s: float) -> T:
+    """Await ``work``; if ``link`` is set, send it a keep-alive every ``every_s``."""
+    if link is None or every_s <= 0:
+        return await work
+    task = asyncio.ensure_future(work)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=every_s)
+            if done:
+                return task.result()
+            await link.tick()
+    finally:
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+
+Tap = Callable[[bytes], None]
+
+
+async def open_upstream(
+    session: aiohttp.ClientSession,
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    *,
+    stream: bool,
+    idle_timeout_s: float,
+    total_timeout_s: float,
+) -> aiohttp.ClientResponse:
+    """Send the request; raises ``UpstreamFailed`` for a refused or reset connection
+    before any response byte (the caller may retry elsewhere)."""
+    # Streams: a read may wait at most idle_timeout_s (SPEC: not a total deadline).
+    # Non-streams send nothing until the answer is whole, so only the total bounds them.
+    timeout = aiohttp.ClientTimeout(
+        total=None if stream else total_timeout_s,
+        sock_connect=10,
+        sock_read=idle_timeout_s if stream else None,
+    )
+    try:
+        return await session.post(url, data=body, headers=headers, timeout=timeout)
+    except asyncio.TimeoutError:
+        raise UpstreamTimeout("the neuron sent nothing in time") from None
+    except aiohttp.ClientError as exc:
+        raise UpstreamFailed(f"the neuron is unreachable: {type(exc).__name__}") from None
+
+
+async def relay(
+    upstream: aiohttp.ClientResponse,
+    link: ClientLink,
+    tap: Tap | None = None,
+    transform: Callable[[bytes], bytes] | None = None,
+) -> web.StreamResponse:
+    """Copy the upstream stream to the client as it arrives; a failure mid-stream
+    ends it with an error frame in the client's dialect."""
+    response = await link.prepare(upstream.status, upstream.headers.get("Content-Type"))
+    try:
+        async for chunk in upstream.content.iter_any():
+            if tap is not None:
+                tap(chunk)
+            await response.write(transform(chunk) if transform else chunk)
+    except asyncio.TimeoutError:
+        return await link.fail(UpstreamTimeout("the neuron went silent mid-stream"))
+    except aiohttp.ClientError as exc:
+        log.warning("upstream failed mid-stream: %s", type(exc).__name__)
+        return await link.fail(UpstreamFailed("the neuron failed mid-stream"))
+    finally:
+        upstream.release()
+    await response.write_eof()
+    return response
+
+
+async def read_whole(upstream: aiohttp.ClientResponse) -> bytes:
+    try:
+        return await upstream.read()
+    except asyncio.TimeoutError:
+        raise UpstreamTimeout("the neuron went silent") from None
+    except aiohttp.ClientError:
+        raise UpstreamFailed("the neuron failed while answering") from None
+    finally:
+        upstream.release()
+
+
+def upstream_error(status: int, raw: bytes, node: str) -> ApiError:
+    """A neuron's error answer, as an error for the client (4xx keep their message)."""
+    try:
+        data: Any = json.loads(raw)
+    except ValueError:
+        data = None
+    log.warning("neuron %s answered %d: %s", node, status, raw[:500])
+    return error_from_neuron(node, status, data)

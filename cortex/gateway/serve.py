@@ -1,0 +1,90 @@
+"""Run the gateway process: bind the API and metrics listeners, reload on SIGHUP,
+drain on SIGTERM.
+
+I/O: sockets, signals and the catalogue file. A broken catalogue on reload is
+reported and the old one kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable
+
+from aiohttp import web
+
+from cortex.core.catalogue import Catalogue
+from cortex.core.config import GatewayConfig
+from cortex.errors import ConfigError
+from cortex.gateway.app import build_state, create_app, create_metrics_app
+from cortex.gateway.state import GatewayState
+
+log = logging.getLogger("cortex.gateway")
+
+# In-flight streams get this long to finish after SIGTERM before they are cut.
+DRAIN_BOUND_S = 30.0
+
+
+def split_listen(listen: str) -> tuple[str, int]:
+    """``host:port`` (``[v6]:port`` for IPv6) -> (host, port)."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ConfigError("listen", [f"expected host:port, got {listen!r}"])
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+async def start_site(app: web.Application, listen: str) -> tuple[web.AppRunner, int]:
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+    await runner.setup()
+    host, port = split_listen(listen)
+    site = web.TCPSite(runner, host, port, shutdown_timeout=DRAIN_BOUND_S, reuse_address=True)
+    await site.start()
+    return runner, runner.addresses[0][1]
+
+
+async def run_gateway(
+    config: GatewayConfig,
+    catalogue: Catalogue,
+    models_path: str,
+    reload_catalogue: Callable[[], Catalogue],
+) -> None:
+    state: GatewayState = await build_state(config, catalogue, models_path)
+    runner, port = await start_site(create_app(state), config.gateway.listen)
+    runners = [runner]
+    metrics_port = None
+    if config.gateway.metrics_listen:
+        metrics_runner, metrics_port = await start_site(
+            create_metrics_app(state), config.gateway.metrics_listen
+        )
+        runners.append(metrics_runner)
+    log.info(
+        "gateway listening on port %d (metrics: %s; neurons: %s)",
+        port,
+        metrics_port or "off",
+        ", ".join(n.name for n in config.neurons) or "none",
+    )
+    print(
+        f"gateway ready on port {port}" + (f", metrics on {metrics_port}" if metrics_port else ""),
+        flush=True,
+    )
+
+    def reload() -> None:
+        try:
+            state.store.catalogue = reload_catalogue()
+        except ConfigError as exc:
+            log.error("catalogue reload failed; keeping the old one: %s", exc)
+            return
+        log.info("catalogue reloaded: %d models", len(state.store.catalogue.models))
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGHUP, reload)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        log.info("gateway stopping; in-flight requests get up to %.0f s", DRAIN_BOUND_S)
+        for r in runners:
+            await r.cleanup()
