@@ -1,0 +1,147 @@
+"""The decode loop: prefill, then sample one token per step until EOS, a stop string, the token
+budget or cancellation. Runs in a worker thread; ``stream`` bridges it to an async iterator.
+
+Each generation owns its KV cache, so concurrent generations on one session never mix. The
+cancel flag is read before every step, so a closed stream stops within one decode step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import Executor
+from typing import cast
+
+import attrs
+
+from cortex.harness import Finish, GenerationEvent, HarnessError, Prefilled
+from cortex_onnx.output import OutputPipeline
+from cortex_onnx.sampling import SamplingParams, choose_token, make_rng
+from cortex_onnx.session import Decoder, KVCache
+
+Emit = Callable[[GenerationEvent], None]
+
+
+@attrs.frozen
+class Plan:
+    """One generation, resolved: prompt ids, budget and when to end."""
+
+    prompt_ids: tuple[int, ...]
+    max_new_tokens: int
+    eos_token_ids: frozenset[int]
+    sampling: SamplingParams
+
+
+def plan_budget(prompt_tokens: int, context_length: int, max_tokens: int | None) -> int:
+    """New tokens allowed: what was asked, capped by the room left in the context."""
+    room = context_length - prompt_tokens
+    if room < 1:
+        raise HarnessError(
+            f"the prompt is {prompt_tokens} tokens; the context holds {context_length}",
+            code="context_length_exceeded",
+        )
+    if max_tokens is not None and max_tokens < 1:
+        raise HarnessError("max_tokens must be at least 1")
+    return room if max_tokens is None else min(max_tokens, room)
+
+
+def run(
+    decoder: Decoder,
+    plan: Plan,
+    pipeline: OutputPipeline,
+    emit: Emit,
+    cancelled: threading.Event,
+) -> KVCache:
+    """Generate synchronously, calling ``emit`` for each event; ends with ``Finish`` unless
+    cancelled. Returns the cache (its ``run_seconds`` feed the benchmark)."""
+    prompt_tokens = len(plan.prompt_ids)
+    cache = decoder.new_cache(prompt_tokens + plan.max_new_tokens)
+    logits = decoder.forward(cache, plan.prompt_ids)[-1]
+    emit(Prefilled(prompt_tokens=prompt_tokens))
+    rng = make_rng(plan.sampling.seed)
+    generated, reason = 0, "length"
+    while generated < plan.max_new_tokens:
+        if cancelled.is_set():
+            return cache
+        token = choose_token(logits, plan.sampling, rng)
+        generated += 1
+        if token in plan.eos_token_ids:
+            reason = "stop"
+            break
+        for event in pipeline.push(token):
+            emit(event)
+        if pipeline.stopped is not None:
+            reason = "stop"
+            break
+        if generated < plan.max_new_tokens:
+            logits = decoder.forward(cache, [token])[-1]
+    for event in pipeline.finish():
+        emit(event)
+    if pipeline.stopped is not None:
+        reason = "stop"
+    elif pipeline.tool_calls and reason == "stop":
+        reason = "tool_calls"
+    emit(Finish(reason, prompt_tokens, generated, stop_sequence=pipeline.stopped))
+    return cache
+
+
+_DONE = object()
+
+
+async def stream(
+    executor: Executor,
+    work: Callable[[Emit, threading.Event], object],
+    cancelled: threading.Event,
+) -> AsyncIterator[GenerationEvent]:
+    """Run ``work(emit, cancelled)`` on ``executor`` and yield what it emits, in order.
+
+    Closing the iterator (or cancelling its task) sets ``cancelled``; the worker sees it before
+    its next step. A ``HarnessError`` in the worker is re-raised here; anything else becomes a
+    500 ``HarnessError``.
+    """
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[object] = asyncio.Queue()
+
+    def put(item: object) -> None:
+        if cancelled.is_set():
+            return
+        try:
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+        except RuntimeError:  # the loop has closed: nobody is listening any more
+            cancelled.set()
+
+    def target() -> None:
+        try:
+            work(put, cancelled)
+        except Exception as e:  # noqa: BLE001 - every failure must reach the stream (500)
+            put(e)
+        else:
+            put(_DONE)
+
+    future = loop.run_in_executor(executor, target)
+    future.add_done_callback(_retrieve)
+    try:
+        while True:
+            item = await queue.get()
+            if item is _DONE:
+                break
+            if isinstance(item, HarnessError):
+                raise item
+            if isinstance(item, Exception):
+                message = f"generation failed: {type(item).__name__}: {item}"
+                raise HarnessError(message, status=500, code="generation_failed") from item
+            yield cast("GenerationEvent", item)
+    finally:
+        cancelled.set()
+
+
+def _retrieve(future: asyncio.Future[None]) -> None:
+    """Mark a worker's outcome as seen (its errors already reached the stream)."""
+    if not future.cancelled():
+        future.exception()
+
+
+def join_events(events: Sequence[GenerationEvent]) -> str:
+    """The text of a list of events (for tests and the benchmark)."""
+    return "".join(getattr(e, "text", "") for e in events)
