@@ -40,9 +40,31 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.add_argument("--api-key", default=None, help="API key (default: $CORTEX_API_KEY)")
 
+    for name, what in (("load", "load a model now"), ("unload", "unload a model")):
+        admin = sub.add_parser(name, help=f"{what} (through the gateway)")
+        admin.add_argument("model", help="a catalogue model id or alias")
+        admin.add_argument("--node", default=None, help="only on this node")
+        admin.add_argument("-e", "--endpoint", default="http://127.0.0.1:31313")
+        admin.add_argument("--api-key", default=None, help="API key (default: $CORTEX_API_KEY)")
+    reload = sub.add_parser("reload", help="re-read the gateway's models.toml (like SIGHUP)")
+    reload.add_argument("-e", "--endpoint", default="http://127.0.0.1:31313")
+    reload.add_argument("--api-key", default=None, help="API key (default: $CORTEX_API_KEY)")
+
+    boot = sub.add_parser("bootstrap", help="install the neuron's native deps into a private venv")
+    boot.add_argument("--gpu", action="store_true", help="onnxruntime-gpu for a CUDA host")
+    boot.add_argument("--wheelhouse", help="install from these wheels, not from PyPI")
+
     up = sub.add_parser("up", help="a whole local fleet (one neuron, one gateway) in one command")
     up.add_argument("--model", default=None, help="the model to serve (default: tiny)")
     up.add_argument("--port", type=int, default=31313, help="the gateway's port")
+
+    export = sub.add_parser("export", help="a GGUF file or HF checkpoint -> an ONNX model folder")
+    export.add_argument("src", metavar="SRC", help="a .gguf file or a Hugging Face model folder")
+    export.add_argument("dest", metavar="DEST", help="the model folder to write")
+    export.add_argument("--dtype", choices=("fp32", "fp16", "int4"), default="fp32")
+    export.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    export.add_argument("--force", action="store_true", help="replace a non-empty DEST")
+    export.add_argument("--yes", action="store_true", help="install the HF tools without asking")
     return parser
 
 

@@ -6,10 +6,11 @@ poll so routing sees the fleet, and tears everything down afterwards.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any, Protocol
 
 import aiohttp
 import attrs
@@ -17,6 +18,7 @@ from aiohttp import web
 
 from cortex.core.catalogue import Catalogue
 from cortex.core.config import (
+    EvictionSection,
     GatewayConfig,
     GatewaySection,
     NeuronConfig,
@@ -44,6 +46,13 @@ vram_mb = 100
 """
 
 
+class NeuronAddress(Protocol):
+    """What a gateway needs to know of a neuron (in-process or a subprocess)."""
+
+    name: str
+    url: str
+
+
 @attrs.define
 class RunningNeuron:
     name: str
@@ -59,9 +68,12 @@ class RunningGateway:
     state: GatewayState
     runners: list[web.AppRunner]
 
-    async def poll(self) -> None:
+    async def poll(self) -> list[str]:
+        """One poll sweep; returns the neurons that (re)appeared."""
         gateway = self.state.config.gateway
-        await poll_once(self.state.store, self.state.clients, gateway.unhealthy_after_failures, 2.0)
+        return await poll_once(
+            self.state.store, self.state.clients, gateway.unhealthy_after_failures, 2.0
+        )
 
 
 async def _serve(app: web.Application) -> tuple[web.AppRunner, str]:
@@ -101,13 +113,17 @@ async def start_neuron(
 
 @contextlib.asynccontextmanager
 async def start_gateway(
-    neurons: Sequence[RunningNeuron],
+    neurons: Sequence[NeuronAddress],
     models_toml: str = ECHO_MODELS,
+    *,
+    eviction: EvictionSection | None = None,
     **gateway: Any,
 ) -> AsyncIterator[RunningGateway]:
     section = attrs.evolve(GatewaySection(), poll_interval_s=60, keepalive_s=1, **gateway)
     config = GatewayConfig(
-        gateway=section, neurons=tuple(NeuronRef(n.name, n.url) for n in neurons)
+        gateway=section,
+        eviction=eviction or EvictionSection(),
+        neurons=tuple(NeuronRef(n.name, n.url) for n in neurons),
     )
     catalogue = Catalogue(parse_models(models_toml).models)
     state = await build_gateway_state(config, catalogue, "models.toml")
@@ -135,3 +151,51 @@ async def local_fleet(
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as session:
         yield session
+
+
+def kill_connections(neuron: RunningNeuron) -> None:
+    """Drop every open connection to the neuron, as if its process died."""
+    server = neuron.runner.server
+    assert server is not None
+    for handler in server.connections:
+        if handler.transport is not None:
+            handler.transport.abort()
+
+
+async def chat(
+    session: aiohttp.ClientSession,
+    gw: RunningGateway,
+    model: str,
+    text: str = "one two three",
+    **extra: Any,
+) -> tuple[int, Any]:
+    """One non-streamed chat request through the gateway: (status, parsed body)."""
+    body = {"model": model, "messages": [{"role": "user", "content": text}], **extra}
+    async with session.post(gw.url + "/v1/chat/completions", json=body) as r:
+        return r.status, await r.json()
+
+
+def load_count(neuron: RunningNeuron, model: str) -> int:
+    """Real loads of ``model`` on the neuron (``neuron_model_load_seconds`` observations)."""
+    registry = neuron.state.metrics.registry
+    value = registry.get_sample_value("neuron_model_load_seconds_count", {"model": model})
+    return int(value or 0)
+
+
+def resident(neuron: RunningNeuron) -> set[str]:
+    """Model ids loaded on the neuron right now."""
+    return {m for m, slot in neuron.state.registry.slots.items() if slot.status == "loaded"}
+
+
+def sample(gw: RunningGateway, name: str, **labels: str) -> float:
+    """A gateway metric's current value (0 when the series does not exist yet)."""
+    return gw.state.metrics.registry.get_sample_value(name, labels) or 0.0
+
+
+async def eventually(check: Callable[[], bool], what: str, timeout_s: float = 10.0) -> None:
+    """Wait, in short steps and at most ``timeout_s``, until ``check()`` holds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not check():
+        assert loop.time() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.01)

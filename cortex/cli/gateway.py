@@ -13,5 +13,5 @@ def run(args: argparse.Namespace) -> int:
     from cortex.__main__ import run_async
     from cortex.gateway.serve import run_gateway
 
-    run_async(run_gateway(config, catalogue, models_path, lambda: load_catalogue(models_path)))
+    run_async(run_gateway(config, catalogue, models_path))
     return 0

@@ -6,11 +6,13 @@ import argparse
 
 import attrs
 
+from cortex import venvs
 from cortex.cli.configfiles import load_neuron
 
 
 def run(args: argparse.Namespace) -> int:
     config, models_dir = load_neuron(args.config)
+    venvs.activate()  # the native deps `cortex bootstrap` installed, if any
     if args.port is not None:
         config = attrs.evolve(config, port=args.port)
     if args.host is not None:

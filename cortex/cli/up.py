@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     try:
-        neuron, neuron_port = _start(["neuron", "-c", neuron_config], "neuron ready", model.python)
+        neuron, neuron_port = _start(["neuron", "-c", neuron_config], "neuron ready")
         procs.append(neuron)
         with open(gateway_config, "w", encoding="utf-8") as f:
             f.write(

@@ -116,23 +116,24 @@ _converter.register_structure_hook_func(
 T = TypeVar("T")
 
 
-def _strict(kind: type[Any], accepts: tuple[type[Any], ...]) -> None:
-    """cattrs would coerce 1 -> "1" and "3" -> 3; a config typo must fail instead."""
+def strict_scalars(converter: cattrs.Converter) -> None:
+    """cattrs would coerce 1 -> "1" and "3" -> 3; a typo must fail instead."""
 
-    def hook(value: Any, _: Any) -> Any:
-        if isinstance(value, bool) and kind is not bool:
-            raise TypeError(f"expected {kind.__name__}, got a boolean")
-        if not isinstance(value, accepts):
-            raise TypeError(f"expected {kind.__name__}, got {type(value).__name__} {value!r}")
-        return kind(value)
+    def hook_for(kind: type[Any], accepts: tuple[type[Any], ...]) -> Any:
+        def hook(value: Any, _: Any) -> Any:
+            if isinstance(value, bool) and kind is not bool:
+                raise TypeError(f"expected {kind.__name__}, got a boolean")
+            if not isinstance(value, accepts):
+                raise TypeError(f"expected {kind.__name__}, got {type(value).__name__} {value!r}")
+            return kind(value)
 
-    _converter.register_structure_hook(kind, hook)
+        return hook
+
+    for kind, accepts in ((str, (str,)), (int, (int,)), (float, (int, float)), (bool, (bool,))):
+        converter.register_structure_hook(kind, hook_for(kind, accepts))
 
 
-_strict(str, (str,))
-_strict(int, (int,))
-_strict(float, (int, float))
-_strict(bool, (bool,))
+strict_scalars(_converter)
 
 
 def _bad_table() -> dict[str, Any]:

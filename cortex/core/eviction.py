@@ -137,6 +137,20 @@ def plan_idle_unloads(
     return tuple(sorted(pairs))
 
 
+# A failed pinned load is retried after 5 s, then 10, 20, ... up to 5 minutes: soon
+# enough that a transient failure heals, slow enough that a broken model is no storm.
+PINNED_RETRY_FIRST_S = 5.0
+PINNED_RETRY_MAX_S = 300.0
+
+
+def pinned_retry_due(failures: int, last_failure: float, now: float) -> bool:
+    """Whether a pinned load that failed ``failures`` times in a row may be tried again."""
+    if failures <= 0:
+        return True
+    delay = min(PINNED_RETRY_MAX_S, PINNED_RETRY_FIRST_S * float(2 ** min(failures - 1, 16)))
+    return now - last_failure >= delay
+
+
 def plan_pinned_loads(fleet: FleetView, catalogue: Catalogue) -> tuple[tuple[str, str], ...]:
     """(node, model id) pairs: pinned models feasible on a healthy node and absent there.
 

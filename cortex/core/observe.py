@@ -12,7 +12,7 @@ from collections.abc import Mapping
 import attrs
 
 from cortex.core import wire
-from cortex.core.fleet import LOADING, DeviceView, ModelOnNode, NodeView
+from cortex.core.fleet import LOADED, LOADING, DeviceView, ModelOnNode, NodeView
 
 
 def observe_poll(
@@ -55,7 +55,7 @@ def observe_poll(
                 in_flight=counts.get(report.id, (report.in_flight, 0))[0],
                 queued=counts.get(report.id, (0, report.queued))[1],
                 last_used=old.last_used if old else 0.0,
-                loaded_at=old.loaded_at if old and old.loaded_at else now,
+                loaded_at=_loaded_at(old, report.status, now),
                 pending=old.pending if old else 0,
             )
         )
@@ -65,6 +65,13 @@ def observe_poll(
         if old.id not in reported and old.status == LOADING:
             resident.append(old)
     return attrs.evolve(node, healthy=True, devices=devices, models=tuple(resident))
+
+
+def _loaded_at(old: ModelOnNode | None, status: str, now: float) -> float:
+    """When the model became loaded: kept once known, stamped when first seen loaded."""
+    if old is not None and old.loaded_at and (old.status == LOADED or status != LOADED):
+        return old.loaded_at
+    return now if status == LOADED else 0.0
 
 
 def observe_failure(node: NodeView, failures: int, unhealthy_after: int) -> NodeView:
@@ -80,14 +87,21 @@ def set_model(node: NodeView, model: ModelOnNode) -> NodeView:
 
 
 def _shift_free(node: NodeView, devices: tuple[int, ...], delta_mb: int) -> NodeView:
-    """Move ``delta_mb`` of free memory, spread over ``devices``, until the next poll."""
+    """Move ``delta_mb`` of free memory, spread over ``devices``, until the next poll.
+
+    Free memory may go below zero for a moment: a load reserves its memory while the
+    models it evicts still hold theirs, and clamping would lose that debt (the view
+    would then offer memory the device does not have once they are gone).
+    """
     if not devices or not delta_mb:
         return node
     share = delta_mb // len(devices)
     return attrs.evolve(
         node,
         devices=tuple(
-            attrs.evolve(d, vram_free_mb=max(0, d.vram_free_mb + share))
+            attrs.evolve(
+                d, vram_free_mb=min(max(d.vram_total_mb, d.vram_free_mb), d.vram_free_mb + share)
+            )
             if d.index in devices
             else d
             for d in node.devices
@@ -108,12 +122,13 @@ def set_status(
         devices: tuple[int, ...] = ()
         if node.devices:
             devices = (max(node.devices, key=lambda d: (d.vram_free_mb, -d.index)).index,)
+        loaded_at = now if status == LOADED else 0.0
         model = ModelOnNode(
-            id=model_id, status=status, vram_used_mb=vram_mb, devices=devices, loaded_at=now
+            id=model_id, status=status, vram_used_mb=vram_mb, devices=devices, loaded_at=loaded_at
         )
         return set_model(_shift_free(node, devices, -vram_mb), model)
     model = attrs.evolve(old, status=status, vram_used_mb=vram_mb or old.vram_used_mb)
-    if status == LOADING:
+    if status == LOADED and old.status != LOADED:
         model = attrs.evolve(model, loaded_at=now)
     node = _shift_free(node, old.devices, old.vram_used_mb - model.vram_used_mb)
     return set_model(node, model)

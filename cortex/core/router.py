@@ -58,11 +58,17 @@ class EvictThenLoad:
 
 @attrs.frozen
 class Reject:
-    """Answer the client with ``status`` (404 or 503) and ``message``."""
+    """Answer the client with ``status`` (404 or 503) and ``message``.
+
+    ``wait``: the model would fit once busy or changing models on a node settle
+    (their requests finish, a load or unload completes), so the shell may wait for
+    the fleet to change and route again instead of answering now.
+    """
 
     status: int
     message: str
     retry_after_s: float | None = None
+    wait: bool = False
 
 
 Decision: TypeAlias = Serve | Load | EvictThenLoad | Reject
@@ -131,7 +137,10 @@ def _place(
         victims = plan_eviction(node, catalogue, profile, need, strategy, now)
         if victims is not None:
             return EvictThenLoad(node.name, profile.id, victims)
-    return _no_room(fleet, profile, need, candidates=candidates, unloading=unloading)
+    return _no_room(
+        fleet, catalogue, profile, need, strategy=strategy, candidates=candidates,
+        unloading=unloading,
+    )  # fmt: skip
 
 
 def _needs(profile: ModelConfig, need: int) -> str:
@@ -142,13 +151,15 @@ def _needs(profile: ModelConfig, need: int) -> str:
 
 def _no_room(
     fleet: FleetView,
+    catalogue: Catalogue,
     profile: ModelConfig,
     need: int,
     *,
+    strategy: str,
     candidates: list[NodeView],
     unloading: set[str],
 ) -> Reject:
-    """The 503: what the model needs and what the best node has."""
+    """The 503: what the model needs and what the best node has; ``wait`` when it will fit."""
     needs = _needs(profile, need)
     healthy = fleet.healthy_nodes()
     if not healthy:
@@ -156,16 +167,39 @@ def _no_room(
     if not candidates:
         if unloading:
             where = ", ".join(sorted(unloading))
-            return Reject(503, f"{needs}; it is being unloaded on {where}", RETRY_SOON_S)
+            return Reject(503, f"{needs}; it is being unloaded on {where}", RETRY_SOON_S, True)
         pinned = f" (pinned_on: {', '.join(profile.pinned_on)})" if profile.pinned_on else ""
         return Reject(503, f"{needs}; no healthy node can host it{pinned}", RETRY_LATER_S)
     best = candidates[0]
     has = f"best node {best.name!r} has {best.vram_free_mb} MB free of {best.vram_total_mb} MB"
     message = f"{needs}; {has}"
+    if any(_fits_settled(node, catalogue, profile, need, strategy) for node in candidates):
+        busy = "the rest is held by busy models; it loads once they are idle"
+        return Reject(503, f"{message}; {busy}", RETRY_SOON_S, True)
     if any(_fits_empty(node, profile, need) for node in candidates):
-        busy = "the rest is held by models that cannot be evicted now"
-        return Reject(503, f"{message}; {busy}", RETRY_SOON_S)
+        held = "the rest is held by models that cannot be evicted (pinned or of higher priority)"
+        return Reject(503, f"{message}; {held}", RETRY_SOON_S)
     return Reject(503, message, RETRY_LATER_S)
+
+
+def _fits_settled(
+    node: NodeView, catalogue: Catalogue, profile: ModelConfig, need: int, strategy: str
+) -> bool:
+    """Whether eviction could make room once every model on the node is idle and loaded.
+
+    Busy, loading and unloading models only delay a placement; pinned ones (and, with
+    the priority strategy, higher-priority ones) never leave, so waiting on them is
+    pointless.
+    """
+    settled = attrs.evolve(
+        node,
+        models=tuple(
+            attrs.evolve(m, status=LOADED, in_flight=0, queued=0, pending=0)
+            for m in node.models
+            if m.status != FAILED
+        ),
+    )
+    return plan_eviction(settled, catalogue, profile, need, strategy, 0.0) is not None
 
 
 def _fits_empty(node: NodeView, profile: ModelConfig, need: int) -> bool:

@@ -13,6 +13,8 @@ import attrs
 import cattrs
 from cattrs.preconf.json import make_converter
 
+from cortex.core.config import strict_scalars
+
 T = TypeVar("T")
 
 
@@ -105,6 +107,7 @@ class LoadResult:
 
 
 _converter = make_converter()  # extra keys are ignored: forward compatible
+strict_scalars(_converter)
 _converter.register_structure_hook_func(
     lambda t: t == Mapping[str, Any], lambda value, _: dict(value)
 )

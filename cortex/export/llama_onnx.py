@@ -10,7 +10,9 @@ writes files. Two I/O layouts:
   ``com.microsoft.GroupQueryAttention`` with rotary inside and one preallocated KV buffer
   ([batch, kv_heads, max_length, head_dim]) that ``present.N.*`` shares in place.
 
-Grouped-query attention (fewer KV heads than query heads) works in both.
+Grouped-query attention (fewer KV heads than query heads) works in both. Weights are float32
+arrays, stored as float32 or float16 (``weight_dtype``; computed in float32 either way), or
+``cortex.export.nbits.Int4Weight`` linears, which become com.microsoft ``MatMulNBits``.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ if TYPE_CHECKING:
 
 OPSET = 17
 LAYOUTS = ("optimum", "genai")
+WEIGHT_DTYPES = ("float32", "float16")
+MICROSOFT_OPS = ("GroupQueryAttention", "MatMulNBits")
 
 
 @attrs.frozen
@@ -114,7 +118,7 @@ def weight_shapes(config: LlamaConfig) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def check_weights(config: LlamaConfig, weights: Mapping[str, Array]) -> None:
+def check_weights(config: LlamaConfig, weights: Mapping[str, Any]) -> None:
     """Raise ``ValueError`` naming every missing or misshapen weight."""
     problems = []
     for name, shape in weight_shapes(config).items():
@@ -147,7 +151,7 @@ class _Graph:
         """Add a node with ``outputs`` outputs; return their names."""
         self.count += 1
         names = [f"{op_type.lower()}_{self.count}_{i}" for i in range(outputs)]
-        domain = "com.microsoft" if op_type == "GroupQueryAttention" else ""
+        domain = "com.microsoft" if op_type in MICROSOFT_OPS else ""
         node = self.onnx.helper.make_node(
             op_type, list(inputs), names, name=f"{op_type}_{self.count}", domain=domain, **attrs_
         )
@@ -166,22 +170,40 @@ class _Graph:
 
 
 def build_decoder(
-    config: LlamaConfig, weights: Mapping[str, Array], layout: str = "optimum"
+    config: LlamaConfig,
+    weights: Mapping[str, Any],
+    layout: str = "optimum",
+    weight_dtype: str = "float32",
 ) -> Any:
     """Return an ``onnx.ModelProto`` of the decoder in ``layout`` (see the module docstring)."""
     import numpy as np
     import onnx
     from onnx import TensorProto, helper
 
+    from cortex.export.nbits import BLOCK, Int4Weight
+
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, not {layout!r}")
+    if weight_dtype not in WEIGHT_DTYPES:
+        raise ValueError(f"weight_dtype must be one of {WEIGHT_DTYPES}, not {weight_dtype!r}")
     check_weights(config, weights)
     g = _Graph()
     hd, nh, nkv = config.head_size, config.num_heads, config.num_kv_heads
+    stored: dict[str, str] = {}
 
     def w(name: str, transpose: bool = False) -> str:
-        arr = np.asarray(weights[name], dtype=np.float32)
-        return g.const(name, np.ascontiguousarray(arr.T if transpose else arr))
+        if name not in stored:
+            arr = np.asarray(weights[name], dtype=weight_dtype)
+            const = g.const(name, np.ascontiguousarray(arr.T if transpose else arr))
+            stored[name] = const if weight_dtype == "float32" else g.op("Cast", const, to=1)
+        return stored[name]
+
+    def int4(x: str, name: str, weight: Int4Weight) -> str:
+        n, k = weight.shape
+        inputs = [g.const(name, weight.packed), g.const(name + "_scales", weight.scales.ravel())]
+        if weight.zero_points is not None:
+            inputs.append(g.const(name + "_zero_points", weight.zero_points.ravel()))
+        return g.op("MatMulNBits", x, *inputs, K=k, N=n, bits=4, block_size=BLOCK)
 
     def rms_norm(x: str, weight: str) -> str:
         var = g.op("ReduceMean", g.op("Mul", x, x), axes=[-1], keepdims=1)
@@ -189,7 +211,11 @@ def build_decoder(
         return g.op("Mul", g.op("Mul", x, inv), w(weight))
 
     def linear(x: str, name: str) -> str:
-        y = g.op("MatMul", x, w(name + ".weight", transpose=True))
+        weight = weights[name + ".weight"]
+        if isinstance(weight, Int4Weight):
+            y = int4(x, name + ".weight", weight)
+        else:
+            y = g.op("MatMul", x, w(name + ".weight", transpose=True))
         if name + ".bias" in weights:
             y = g.op("Add", y, w(name + ".bias"))
         return y
@@ -263,14 +289,14 @@ def build_decoder(
         flat = g.op("Reshape", x, g.const("flat_shape", np.array([-1, config.hidden_size])))
         vocab = g.const("vocab_dim", np.array([config.vocab_size], dtype=np.int64))
         logits_shape = g.op("Concat", ids_shape, vocab, axis=0)
-        gemm = g.op("Gemm", flat, "model.embed_tokens.weight", transB=1)
+        gemm = g.op("Gemm", flat, w("model.embed_tokens.weight"), transB=1)
         logits = g.op("Reshape", gemm, logits_shape)
     else:
-        logits = g.op("MatMul", x, w("lm_head.weight", transpose=True))
+        logits = linear(x, "lm_head")
     g.rename(logits, "logits")
     graph = helper.make_graph(g.nodes, "llama", inputs, outputs, initializer=g.initializers)
     opsets = [helper.make_opsetid("", OPSET)]
-    if layout == "genai":
+    if any(node.domain == "com.microsoft" for node in g.nodes):
         opsets.append(helper.make_opsetid("com.microsoft", 1))
     model = helper.make_model(graph, opset_imports=opsets, producer_name="cortex.export")
     model.ir_version = 8

@@ -21,16 +21,19 @@ from cortex.core.catalogue import Catalogue
 from cortex.core.config import GatewayConfig
 from cortex.core.envelopes import ANTHROPIC, OPENAI, error_body, error_headers
 from cortex.errors import ApiError, NotFound, Unauthorized
-from cortex.gateway import catalogue_routes
+from cortex.gateway import admin_routes, catalogue_routes
 from cortex.gateway.admission import Admission
+from cortex.gateway.anthropic_routes import count_tokens, messages
 from cortex.gateway.client import NeuronClient
 from cortex.gateway.context import CURRENT, RequestContext
 from cortex.gateway.dispatch import Dispatcher
-from cortex.gateway.lifecycle import Lifecycle
+from cortex.gateway.housekeeping import housekeep_forever, load_pinned
+from cortex.gateway.lifecycle import Lifecycle, metrics_hook
 from cortex.gateway.metrics import GatewayMetrics
 from cortex.gateway.openai_routes import openai_handler
 from cortex.gateway.poller import POLL_TIMEOUT_S, poll_once
 from cortex.gateway.proxy import ClientLink
+from cortex.gateway.recent import stats_route
 from cortex.gateway.state import STATE, GatewayState, gateway_state
 from cortex.gateway.store import FleetStore
 
@@ -40,6 +43,7 @@ access = logging.getLogger("cortex.gateway.requests")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 OPEN_PATHS = frozenset({"/health"})
 NOT_YET = ("/v1/responses", "/v1/images", "/v1/audio")
+MAX_REQUEST_ID = 128
 
 
 def dialect_of(request: web.Request) -> str:
@@ -60,13 +64,14 @@ def _error_response(error: ApiError, dialect: str, request_id: str) -> web.Respo
 @web.middleware
 async def context_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Request id, errors in the client's dialect, one log line and metrics per request."""
-    request_id = request.headers.get("x-request-id") or "req_" + secrets.token_hex(12)
+    request_id = _request_id(request.headers.get("x-request-id", ""))
     ctx = RequestContext(request_id=request_id, api=_api_of(request))
     CURRENT.set(ctx)
     dialect = dialect_of(request)
     try:
         response = await handler(request)
-        ctx.status = response.status
+        failed = ctx.link.failed if ctx.link is not None else None
+        ctx.status = failed.status if failed is not None else response.status
         if not response.prepared:
             response.headers["x-request-id"] = request_id
         return response
@@ -99,19 +104,26 @@ async def context_middleware(request: web.Request, handler: Handler) -> web.Stre
             _record(gateway_state(request), ctx)
 
 
+def _request_id(given: str) -> str:
+    """The client's id when it is a sane token (it lands in logs and headers), else a new one."""
+    if 0 < len(given) <= MAX_REQUEST_ID and given.isascii() and given.isprintable():
+        return given.replace(" ", "_")
+    return "req_" + secrets.token_hex(12)
+
+
 def _record(state: GatewayState, ctx: RequestContext) -> None:
-    state.metrics.finish(
-        ctx,
-        lambda m: (
-            state.store.catalogue.get(m) is not None
-            or any(n.model(m) for n in state.store.view.nodes)
-        ),
+    """Metrics, the last-minute window and the request's one log line."""
+    view, catalogue = state.store.view, state.store.catalogue
+    done = state.metrics.finish(
+        ctx, lambda m: catalogue.get(m) is not None or any(n.model(m) for n in view.nodes)
     )
-    prompt, completion = ctx.tokens()
-    ttft = None if ctx.first_at is None else round(ctx.first_at - ctx.arrived, 4)
-    prefill = None
-    if ctx.first_at is not None and ctx.sent_at is not None:
-        prefill = round(ctx.first_at - ctx.sent_at, 4)
+    state.metrics.recent.add(
+        done.model,
+        ok=done.status < 400,
+        ttft_s=done.ttft_s,
+        tokens_per_second=done.tokens_per_second,
+        completion_tokens=done.completion_tokens,
+    )
     access.info(
         "request",
         extra={
@@ -120,13 +132,17 @@ def _record(state: GatewayState, ctx: RequestContext) -> None:
             "node": ctx.node,
             "api": ctx.api,
             "status": ctx.status,
-            "prompt_tokens": prompt,
-            "completion_tokens": completion,
-            "queue_s": round(ctx.queue_s, 4),
-            "load_s": round(ctx.load_s, 4),
-            "prefill_s": prefill,
-            "ttft_s": ttft,
-            "duration_s": round(time.perf_counter() - ctx.arrived, 4),
+            "prompt_tokens": done.prompt_tokens,
+            "completion_tokens": done.completion_tokens,
+            "cold_start": ctx.cold_start,
+            "queue_s": round(done.queue_s, 4),
+            "load_s": round(done.load_s, 4),
+            "prefill_s": None if done.prefill_s is None else round(done.prefill_s, 4),
+            "ttft_s": None if done.ttft_s is None else round(done.ttft_s, 4),
+            "tokens_per_second": (
+                None if done.tokens_per_second is None else round(done.tokens_per_second, 2)
+            ),
+            "duration_s": round(done.duration_s, 4),
         },
     )
 
@@ -162,22 +178,43 @@ async def no_route(request: web.Request) -> web.StreamResponse:
     raise NotFound(f"no route {request.method} {request.path}")
 
 
+def poll_timeout(state: GatewayState) -> float:
+    return min(POLL_TIMEOUT_S, max(state.config.gateway.poll_interval_s, 0.5))
+
+
 async def poll_forever(state: GatewayState) -> None:
     interval = state.config.gateway.poll_interval_s
-    timeout = min(POLL_TIMEOUT_S, max(interval, 0.5))
     while True:
-        await poll_once(
-            state.store, state.clients, state.config.gateway.unhealthy_after_failures, timeout
-        )
         await asyncio.sleep(interval)
+        restarted = await poll_once(
+            state.store,
+            state.clients,
+            state.config.gateway.unhealthy_after_failures,
+            poll_timeout(state),
+        )
+        load_pinned(state, time.monotonic(), restarted)  # (re)appeared nodes get theirs at once
 
 
 async def background(app: web.Application) -> AsyncIterator[None]:
     state = app[STATE]
+    # One sweep before serving, so the first request already sees the fleet.
+    await poll_once(
+        state.store,
+        state.clients,
+        state.config.gateway.unhealthy_after_failures,
+        poll_timeout(state),
+    )
+    load_pinned(state, time.monotonic())
     poller = asyncio.create_task(poll_forever(state))
+    housekeeper = asyncio.create_task(housekeep_forever(state))
     yield
     poller.cancel()
-    await asyncio.gather(poller, *state.lifecycle.loads.values(), return_exceptions=True)
+    housekeeper.cancel()
+    lifecycle = state.lifecycle
+    await asyncio.gather(
+        poller, housekeeper, *lifecycle.loads.values(), *lifecycle.unloads.values(),
+        return_exceptions=True,
+    )  # fmt: skip
     await state.session.close()
 
 
@@ -191,7 +228,7 @@ async def build_state(
     token = config.gateway.neuron_token
     clients = {n.name: NeuronClient(session, n.name, n.endpoint, token) for n in config.neurons}
     metrics = GatewayMetrics()
-    lifecycle = Lifecycle(store, clients, config)
+    lifecycle = Lifecycle(store, clients, config, on_event=metrics_hook(metrics))
     admission = Admission(store, config.gateway.max_queue_per_model)
     dispatcher = Dispatcher(store, clients, lifecycle, admission, config)
     return GatewayState(
@@ -216,7 +253,11 @@ def create_app(state: GatewayState) -> web.Application:
     app.cleanup_ctx.append(background)
     for path in ("/v1/chat/completions", "/v1/completions", "/v1/embeddings"):
         app.router.add_post(path, openai_handler(path))
+    app.router.add_post("/v1/messages", messages)
+    app.router.add_post("/v1/messages/count_tokens", count_tokens)
+    app.router.add_get("/admin/stats", stats_route(state.metrics.recent))
     catalogue_routes.add_routes(app)
+    admin_routes.add_routes(app)
     for prefix in NOT_YET:
         app.router.add_route("*", prefix, not_yet)
         app.router.add_route("*", prefix + "/{tail:.*}", not_yet)

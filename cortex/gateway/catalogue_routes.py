@@ -115,7 +115,7 @@ def refresh_gauges(state: GatewayState) -> None:
             gone.discard(labels)
             metrics.model_series.add(labels)
             metrics.in_flight.labels(*labels).set(model.in_flight)
-            metrics.queued.labels(*labels).set(model.queued)
+            metrics.queued.labels(*labels).set(model.queued + model.pending)
             metrics.model_loaded.labels(*labels).set(1 if model.status == "loaded" else 0)
     for labels in gone:  # unloaded since the last scrape: zero, not stale
         for gauge in (metrics.in_flight, metrics.queued, metrics.model_loaded):

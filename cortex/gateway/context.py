@@ -27,6 +27,8 @@ class RequestContext:
     first_at: float | None = None  # the neuron's first byte arrived
     last_at: float | None = None
     usage: dict[str, Any] | None = None
+    usage_chunks: list[bytes] = attrs.field(factory=list)  # kept by the tap, parsed at the end
+    delivered: int = 0  # data frames relayed from the first token on
     status: int = 0
     link: Any = None  # the ClientLink once a streaming response may have started
 
@@ -34,10 +36,9 @@ class RequestContext:
         usage = self.usage or {}
         prompt = usage.get("prompt_tokens", usage.get("input_tokens", 0))
         completion = usage.get("completion_tokens", usage.get("output_tokens", 0))
-        return (
-            prompt if isinstance(prompt, int) else 0,
-            completion if isinstance(completion, int) else 0,
-        )
+        completion = completion if isinstance(completion, int) else 0
+        # A stream cut before its final usage: count the frames that reached the client.
+        return prompt if isinstance(prompt, int) else 0, completion or self.delivered
 
 
 # The middleware sets it; handlers in the same task read it (no per-request dict keys).

@@ -9,9 +9,9 @@ is reported to ``RequestContext`` so metrics can split time to first token.
 from __future__ import annotations
 
 import logging
-from functools import partial
 import time
 from collections.abc import Callable
+from functools import partial
 
 import attrs
 
@@ -21,7 +21,7 @@ from cortex.core.fleet import LOADING
 from cortex.core.observe import add_pending, touch
 from cortex.core.rewrite import host_of, is_loopback_host, rewrite_loopback
 from cortex.core.router import EvictThenLoad, Load, Reject, Serve, route
-from cortex.errors import BY_STATUS, ApiError, Unavailable, UpstreamFailed
+from cortex.errors import BY_STATUS, ApiError, QueueFull, Unavailable, UpstreamFailed
 from cortex.gateway.admission import Admission, Ticket
 from cortex.gateway.client import NeuronClient
 from cortex.gateway.context import RequestContext
@@ -66,6 +66,7 @@ class Dispatcher:
         self.config = config
         self.clock = clock
         self.neuron_hosts = {h for n in config.neurons if (h := host_of(n.endpoint))}
+        self.waiting: dict[str, int] = {}  # model id -> requests waiting for room
 
     def profile(self, model_id: str) -> ModelConfig:
         return self.store.catalogue.get(model_id) or default_profile(model_id)
@@ -73,7 +74,9 @@ class Dispatcher:
     async def place(self, name: str, ctx: RequestContext, link: ClientLink | None) -> Placement:
         """Route ``name`` and return an admitted placement (exit its ticket when done)."""
         keepalive = self.config.gateway.keepalive_s
-        for _attempt in range(MAX_ATTEMPTS):
+        failures = 0
+        deadline = self.clock() + self.config.gateway.load_timeout_s  # for waits for room
+        while True:
             decision = route(
                 self.store.view,
                 self.store.catalogue,
@@ -83,6 +86,9 @@ class Dispatcher:
                 measured_mb=self.store.measured_mb,
             )
             if isinstance(decision, Reject):
+                if decision.wait:
+                    await self._wait_for_room(name, decision, deadline, ctx, link)
+                    continue
                 cls = BY_STATUS.get(decision.status, Unavailable)
                 raise cls(decision.message, retry_after_s=decision.retry_after_s)
             node, model_id = decision.node, decision.model_id
@@ -96,7 +102,7 @@ class Dispatcher:
             if isinstance(decision, (Load, EvictThenLoad)):
                 victims = decision.victims if isinstance(decision, EvictThenLoad) else ()
                 self.lifecycle.start_load(node, profile, victims)
-                ctx.cold_start = True
+            ctx.cold_start = True  # started or joined: this request waits for a load
             self.store.update(node, partial(add_pending, model_id=model_id, delta=1))
             started = time.perf_counter()
             try:
@@ -104,16 +110,59 @@ class Dispatcher:
             except ApiError as exc:
                 log.warning("waiting for %s on %s: %s", model_id, node, exc.message)
                 self.store.update(node, partial(add_pending, model_id=model_id, delta=-1))
-                if _attempt == MAX_ATTEMPTS - 1:
+                failures += 1
+                if failures >= MAX_ATTEMPTS:
                     raise
                 continue
+            except BaseException:
+                self.store.update(node, partial(add_pending, model_id=model_id, delta=-1))
+                raise
             finally:
                 ctx.load_s += time.perf_counter() - started
             try:
                 return await self._admit(node, profile, ctx, link)
             finally:
                 self.store.update(node, partial(add_pending, model_id=model_id, delta=-1))
-        raise Unavailable(f"model {name!r} could not be placed", retry_after_s=5)
+
+    async def _wait_for_room(
+        self,
+        name: str,
+        decision: Reject,
+        deadline: float,
+        ctx: RequestContext,
+        link: ClientLink | None,
+    ) -> None:
+        """Wait for the fleet to change when the model fits once busy models go idle.
+
+        Requests for one model that wait together route together when room appears:
+        the first starts the load (evicting the now idle models) and the rest join it,
+        so two models that do not fit side by side alternate in batches, one load per
+        turn. At most ``max_queue_per_model`` wait per model (then 429), each for at
+        most ``load_timeout_s`` (then the 503 the router gave).
+        """
+        profile = self.store.catalogue.resolve(name)
+        model_id = profile.id if profile is not None else name
+        waiting = self.waiting.get(model_id, 0)
+        if waiting >= self.config.gateway.max_queue_per_model:
+            raise QueueFull(
+                f"model {model_id!r} has {waiting} requests waiting for memory", retry_after_s=1
+            )
+        remaining = deadline - self.clock()
+        if remaining <= 0:
+            raise Unavailable(decision.message, retry_after_s=decision.retry_after_s)
+        self.waiting[model_id] = waiting + 1
+        started = time.perf_counter()
+        try:
+            await with_keepalive(
+                self.store.changed(remaining), link, self.config.gateway.keepalive_s
+            )
+        finally:
+            ctx.queue_s += time.perf_counter() - started
+            left = self.waiting[model_id] - 1
+            if left:
+                self.waiting[model_id] = left
+            else:
+                del self.waiting[model_id]
 
     async def _admit(
         self, node: str, profile: ModelConfig, ctx: RequestContext, link: ClientLink | None

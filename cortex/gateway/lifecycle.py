@@ -1,9 +1,11 @@
 """Carrying out the router's decisions: loads, evictions, unloads on neurons.
 
-I/O: POSTs to neurons' ``/models/load`` and ``/models/unload``. ``start`` is
-synchronous on purpose: the shell calls it right after ``route()`` with no await
-in between, so the snapshot marks the model ``loading`` (and its memory reserved)
-before any other request can route, and every later request joins the same task.
+I/O: POSTs to neurons' ``/models/load`` and ``/models/unload``. ``start_load`` and
+``start_unload`` are synchronous on purpose: the shell calls them right after a
+pure decision with no await in between, so the snapshot marks the model
+``loading`` (memory reserved) or ``unloading`` before any other request can route,
+and every later caller joins the same task. Every unload is logged with its reason
+(``pressure``, ``idle``, ``defrag``, ``admin``) and reported through ``on_event``.
 """
 
 from __future__ import annotations
@@ -11,9 +13,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from functools import partial
 import time
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 
 from cortex.core.config import GatewayConfig, ModelConfig
@@ -21,12 +23,27 @@ from cortex.core.fleet import FAILED, LOADED, LOADING, UNLOADING
 from cortex.core.observe import count_eviction, drop_model, set_status
 from cortex.errors import ApiError, NotFound, UpstreamFailed, UpstreamTimeout
 from cortex.gateway.client import NeuronClient
+from cortex.gateway.metrics import GatewayMetrics
 from cortex.gateway.store import FleetStore
 
 log = logging.getLogger("cortex.gateway.lifecycle")
 
 UNLOAD_TIMEOUT_S = 120.0  # the neuron drains in-flight requests (30 s) before freeing
 WAIT_POLL_S = 0.1
+# Unloads that count towards defrag_after_cycles: memory given up for another model.
+EVICTION_REASONS = frozenset({"pressure", "idle"})
+
+EventHook = Callable[[str, dict[str, Any]], None]
+
+
+def metrics_hook(metrics: GatewayMetrics) -> EventHook:
+    """``on_event`` that counts every unload in ``cortex_evictions_total{model,node,reason}``."""
+
+    def record(kind: str, fields: dict[str, Any]) -> None:
+        if kind == "unload":
+            metrics.evictions.labels(fields["model"], fields["node"], fields["reason"]).inc()
+
+    return record
 
 
 class Lifecycle:
@@ -44,6 +61,9 @@ class Lifecycle:
         self.clock = clock
         self.on_event = on_event or (lambda kind, fields: None)
         self.loads: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self.unloads: dict[tuple[str, str], asyncio.Task[None]] = {}
+        # (node, model) -> (failed loads in a row, when the last failed): pinned back-off.
+        self.failures: dict[tuple[str, str], tuple[int, float]] = {}
 
     def start_load(
         self, node: str, profile: ModelConfig, victims: tuple[str, ...] = ()
@@ -59,34 +79,27 @@ class Lifecycle:
             self.store.update(node, partial(set_status, model_id=victim, status=UNLOADING, now=now))
         self.store.update(node, lambda n: set_status(n, profile.id, LOADING, now, need))
         task = asyncio.create_task(self._load(node, profile, victims))
+        task.add_done_callback(_retrieved)
         self.loads[key] = task
         task.add_done_callback(lambda _: self.loads.pop(key, None))
         return task
 
     async def _load(self, node: str, profile: ModelConfig, victims: tuple[str, ...]) -> None:
-        client = self.clients[node]
-        for victim in victims:
-            await self._unload(node, victim, reason="evict")
-            self.store.update(node, count_eviction)
-        options = dict(profile.options)
-        options["vram_mb"] = profile.vram_mb
-        if profile.context_length:
-            options.setdefault("context_length", profile.context_length)
-        body = {
-            "model_id": profile.id,
-            "source": profile.source_or_id,
-            "harness": profile.harness,
-            "options": options,
-        }
-        started = self.clock()
+        key = (node, profile.id)
         try:
-            result = await client.post(
-                "/models/load", body, timeout=self.config.gateway.load_timeout_s
+            for victim in victims:
+                await self.unload(node, victim, reason="pressure")
+            started = self.clock()
+            result = await self.clients[node].post(
+                "/models/load", load_body(profile), timeout=self.config.gateway.load_timeout_s
             )
         except ApiError as exc:
             self.store.update(node, lambda n: set_status(n, profile.id, FAILED, self.clock()))
+            failures = self.failures.get(key, (0, 0.0))[0] + 1
+            self.failures[key] = (failures, self.clock())
             log.error("loading %s on %s failed: %s", profile.id, node, exc.message)
             raise
+        self.failures.pop(key, None)
         vram = int(result.get("vram_used_mb", 0)) if isinstance(result, dict) else 0
         if vram:
             self.store.measured_mb[profile.id] = vram
@@ -95,19 +108,40 @@ class Lifecycle:
         log.info("loaded %s on %s in %.2f s (%d MB)", profile.id, node, seconds, vram)
         self.on_event("load", {"model": profile.id, "node": node, "seconds": seconds})
 
-    async def _unload(self, node: str, model_id: str, reason: str) -> None:
-        self.store.update(node, lambda n: set_status(n, model_id, UNLOADING, self.clock()))
-        with contextlib.suppress(NotFound):  # already gone: the goal is reached
-            await self.clients[node].post(
-                "/models/unload", {"model_id": model_id}, timeout=UNLOAD_TIMEOUT_S
-            )
-        self.store.update(node, lambda n: drop_model(n, model_id))
-        self.store.forget_endpoints(node, model_id)
-        log.info("unloaded %s on %s (reason: %s)", model_id, node, reason)
-        self.on_event("unload", {"model": model_id, "node": node, "reason": reason})
+    def start_unload(self, node: str, model_id: str, reason: str) -> asyncio.Task[None]:
+        """Begin (or join) the unload of ``model_id`` on ``node``. Synchronous."""
+        key = (node, model_id)
+        task = self.unloads.get(key)
+        if task is not None:
+            return task
+        self.store.update(
+            node, lambda n: set_status(n, model_id, UNLOADING, 0.0) if n.model(model_id) else n
+        )
+        task = asyncio.create_task(self._unload(node, model_id, reason))
+        task.add_done_callback(_retrieved)
+        self.unloads[key] = task
+        task.add_done_callback(lambda _: self.unloads.pop(key, None))
+        return task
 
     async def unload(self, node: str, model_id: str, reason: str) -> None:
-        await self._unload(node, model_id, reason)
+        await asyncio.shield(self.start_unload(node, model_id, reason))
+
+    async def _unload(self, node: str, model_id: str, reason: str) -> None:
+        try:
+            with contextlib.suppress(NotFound):  # already gone: the goal is reached
+                await self.clients[node].post(
+                    "/models/unload", {"model_id": model_id}, timeout=UNLOAD_TIMEOUT_S
+                )
+        except ApiError as exc:
+            # The neuron's next poll says what is really resident.
+            log.error("unloading %s on %s (%s) failed: %s", model_id, node, reason, exc.message)
+            raise
+        self.store.update(node, lambda n: drop_model(n, model_id))
+        self.store.forget_endpoints(node, model_id)
+        if reason in EVICTION_REASONS:
+            self.store.update(node, count_eviction)
+        log.info("unloaded %s on %s (reason: %s)", model_id, node, reason)
+        self.on_event("unload", {"model": model_id, "node": node, "reason": reason})
 
     async def wait_loaded(self, node: str, model_id: str) -> None:
         """Wait for a load in progress on ``node``: ours (join the task) or one seen by poll."""
@@ -125,3 +159,23 @@ class Lifecycle:
             if self.clock() > deadline:
                 raise UpstreamTimeout(f"the load of {model_id!r} on {node} timed out")
             await asyncio.sleep(WAIT_POLL_S)
+
+
+def load_body(profile: ModelConfig) -> dict[str, Any]:
+    """The neuron's load request for a catalogue profile (SPEC 2: vram_mb in options)."""
+    options = dict(profile.options)
+    options["vram_mb"] = profile.vram_mb
+    if profile.context_length:
+        options.setdefault("context_length", profile.context_length)
+    return {
+        "model_id": profile.id,
+        "source": profile.source_or_id,
+        "harness": profile.harness,
+        "options": options,
+    }
+
+
+def _retrieved(task: asyncio.Task[None]) -> None:
+    """Mark a failure as seen: it is logged where it happens, and joiners get it too."""
+    if not task.cancelled():
+        task.exception()

@@ -1,9 +1,13 @@
 """The gateway's Prometheus series (SPEC section 6) and the stream tap that feeds them.
 
-The tap reads the relayed bytes without changing or buffering them: the first
-chunk's arrival ends prefill, and the last ``usage`` object gives token counts.
-Time to first token is measured from request arrival and split into queue, load
-and prefill; every request observes every part (zero when it did not wait).
+The tap reads the relayed bytes without changing, copying or parsing them: the
+first chunk that carries a token ends time to first token, a byte count of data
+frames tracks what was delivered, and the chunk that last mentioned ``usage`` is
+kept by reference and parsed once, when the request ends. Time to first token
+runs from request arrival and is split into queue, load and prefill (everything
+after the waits until the neuron's first token byte: routing, the hop, the
+neuron's own prefill); every request that got a first token observes all four,
+parts zero when it did not wait, so the parts' sums add up to the whole's.
 """
 
 from __future__ import annotations
@@ -11,18 +15,26 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from typing import Any
 
+import attrs
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from cortex.gateway.context import RequestContext
+from cortex.gateway.recent import RecentStats
 
 DURATION_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 1200)
 TTFT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120)
 TPS_BUCKETS = (1, 2, 5, 10, 20, 30, 50, 75, 100, 150, 200)
 
 _USAGE = b'"usage":'
+_FRAME = b'data: {"'  # a JSON data frame; content text escapes its quotes, so never inside one
+USAGE_SPAN = 1024  # a usage object is far shorter: chunks kept after its mark, in bytes
 # The first chunk that carries generated text or a tool call (the role chunk does not).
 _TOKEN_MARKS = (b'"content":"', b'"text":"', b'"tool_calls":')
+_DECODER = json.JSONDecoder()
+# Unloads the gateway decides on its own count as evictions; an operator's do not.
+NOT_EVICTIONS = frozenset({"admin"})
 
 
 def has_token(chunk: bytes) -> bool:
@@ -36,41 +48,65 @@ def has_token(chunk: bytes) -> bool:
     return False
 
 
-class Tap:
-    """Watches one relayed stream for the context: first-byte time and last usage."""
+def parse_usage(data: bytes) -> dict[str, Any] | None:
+    """The last ``"usage": {...}`` object in ``data``, or None."""
+    at = data.rfind(_USAGE)
+    if at < 0:
+        return None
+    text = data[at + len(_USAGE) : at + len(_USAGE) + USAGE_SPAN].decode("utf-8", "replace")
+    try:
+        usage, _ = _DECODER.raw_decode(text.lstrip())
+    except ValueError:
+        return None
+    return usage if isinstance(usage, dict) else None
 
-    __slots__ = ("_ctx", "_pending")
+
+class Tap:
+    """Watches one relayed stream for the context: first token, frames, usage bytes."""
+
+    __slots__ = ("_after", "_ctx")
 
     def __init__(self, ctx: RequestContext) -> None:
         self._ctx = ctx
-        self._pending = b""  # a frame holding "usage" that has not ended yet
+        self._after = USAGE_SPAN  # bytes seen since the last usage mark
 
     def __call__(self, chunk: bytes) -> None:
         ctx = self._ctx
-        now = time.perf_counter()
-        if ctx.first_at is None and has_token(chunk):
+        ctx.last_at = now = time.perf_counter()
+        if ctx.first_at is not None:
+            ctx.delivered += chunk.count(_FRAME)
+        elif has_token(chunk):
             ctx.first_at = now
-        ctx.last_at = now
-        if self._pending:
-            chunk = self._pending + chunk
-            self._pending = b""
-        elif _USAGE not in chunk:
-            return
-        at = chunk.rfind(_USAGE)
-        start = chunk.rfind(b"data:", 0, at)
-        end = chunk.find(b"\n\n", at)
-        if start < 0:
-            return
-        if end < 0:
-            self._pending = chunk[start:]
-            return
-        try:
-            frame = json.loads(chunk[start + 5 : end])
-        except ValueError:
-            return
-        usage = frame.get("usage") if isinstance(frame, dict) else None
-        if isinstance(usage, dict):
-            ctx.usage = usage
+            ctx.delivered += chunk.count(_FRAME)
+        if _USAGE in chunk:
+            ctx.usage_chunks = [chunk]
+            self._after = len(chunk) - chunk.rfind(_USAGE)
+        elif self._after < USAGE_SPAN:  # the usage object may end in this chunk
+            ctx.usage_chunks.append(chunk)
+            self._after += len(chunk)
+
+
+@attrs.frozen
+class Outcome:
+    """What one request amounted to: the figures its metrics and log line share."""
+
+    model: str  # the metrics label: "" for a name the fleet does not know
+    node: str
+    api: str
+    status: int
+    prompt_tokens: int
+    completion_tokens: int
+    queue_s: float
+    load_s: float
+    prefill_s: float | None
+    ttft_s: float | None
+    duration_s: float
+    tokens_per_second: float | None
+    cold_start: bool
+
+
+def _histogram(name: str, doc: str, labels: list[str], buckets: tuple[float, ...], r: Any) -> Any:
+    return Histogram(name, doc, labels, buckets=buckets, registry=r)
 
 
 class GatewayMetrics:
@@ -82,44 +118,44 @@ class GatewayMetrics:
         )
         self.errors = Counter("cortex_request_errors", "Failed requests", [*mn, "kind"], registry=r)
         self.cold_starts = Counter(
-            "cortex_cold_starts", "Requests that waited for a load", mn, registry=r
+            "cortex_cold_starts", "Requests that waited for a model load", mn, registry=r
         )
         self.evictions = Counter(
-            "cortex_evictions", "Models unloaded to make room", [*mn, "reason"], registry=r
+            "cortex_evictions", "Models the gateway unloaded", [*mn, "reason"], registry=r
         )
         self.defrags = Counter(
             "cortex_defrags", "Defragmenting reload cycles", ["node"], registry=r
         )
         self.prompt_tokens = Counter("cortex_prompt_tokens", "Prompt tokens", mn, registry=r)
         self.completion_tokens = Counter(
-            "cortex_completion_tokens", "Completion tokens", mn, registry=r
+            "cortex_completion_tokens", "Completion tokens delivered", mn, registry=r
         )
-        self.duration = Histogram(
-            "cortex_request_duration_seconds", "Arrival to last byte", mn,
-            buckets=DURATION_BUCKETS, registry=r,
-        )  # fmt: skip
-        self.ttft = Histogram(
-            "cortex_time_to_first_token_seconds", "Arrival to first token byte", mn,
-            buckets=TTFT_BUCKETS, registry=r,
-        )  # fmt: skip
-        self.queue = Histogram(
-            "cortex_queue_seconds", "Time waiting for an admission slot", mn,
-            buckets=TTFT_BUCKETS, registry=r,
-        )  # fmt: skip
-        self.load = Histogram(
-            "cortex_model_load_seconds", "Time waiting for a model load", mn,
-            buckets=TTFT_BUCKETS, registry=r,
-        )  # fmt: skip
-        self.prefill = Histogram(
-            "cortex_prefill_seconds", "Request sent to the neuron until its first byte", mn,
-            buckets=TTFT_BUCKETS, registry=r,
-        )  # fmt: skip
-        self.tps = Histogram(
-            "cortex_tokens_per_second", "Decode speed after the first token", mn,
-            buckets=TPS_BUCKETS, registry=r,
-        )  # fmt: skip
+        self.duration = _histogram(
+            "cortex_request_duration_seconds", "Arrival to last byte", mn, DURATION_BUCKETS, r
+        )
+        self.ttft = _histogram(
+            "cortex_time_to_first_token_seconds", "Arrival to first token byte", mn, TTFT_BUCKETS, r
+        )
+        self.queue = _histogram(
+            "cortex_queue_seconds", "TTFT part: waiting for an admission slot", mn, TTFT_BUCKETS, r
+        )
+        self.load = _histogram(
+            "cortex_model_load_seconds", "TTFT part: waiting for a model load", mn, TTFT_BUCKETS, r
+        )
+        self.prefill = _histogram(
+            "cortex_prefill_seconds",
+            "TTFT part: after the waits until the neuron's first token byte",
+            mn,
+            TTFT_BUCKETS,
+            r,
+        )
+        self.tps = _histogram(
+            "cortex_tokens_per_second", "Decode speed after the first token", mn, TPS_BUCKETS, r
+        )
         self.in_flight = Gauge("cortex_in_flight", "Requests being served", mn, registry=r)
-        self.queued = Gauge("cortex_queued", "Requests waiting for a slot", mn, registry=r)
+        self.queued = Gauge(
+            "cortex_queued", "Requests waiting for a slot or a load", mn, registry=r
+        )
         self.model_loaded = Gauge(
             "cortex_model_loaded", "1 while loaded on the node", mn, registry=r
         )
@@ -131,6 +167,7 @@ class GatewayMetrics:
             "cortex_device_vram_free_mb", "Device memory free", ["node", "device"], registry=r
         )
         self.model_series: set[tuple[str, str]] = set()
+        self.recent = RecentStats()
 
     def tap(self, ctx: RequestContext) -> Tap:
         return Tap(ctx)
@@ -138,46 +175,84 @@ class GatewayMetrics:
     def observe_body(self, ctx: RequestContext, body: bytes) -> None:
         """A whole (non-streamed) answer: its arrival is the first byte."""
         ctx.first_at = ctx.last_at = time.perf_counter()
-        try:
-            data = json.loads(body)
-        except ValueError:
-            return
-        if isinstance(data, dict) and isinstance(data.get("usage"), dict):
-            ctx.usage = data["usage"]
+        ctx.usage = parse_usage(body) or ctx.usage
 
-    def finish(self, ctx: RequestContext, known_model: Callable[[str], bool]) -> None:
+    def evicted(self, model: str, node: str, reason: str) -> None:
+        self.evictions.labels(model, node, reason).inc()
+
+    def defragged(self, node: str) -> None:
+        self.defrags.labels(node).inc()
+
+    def lifecycle_event(self, kind: str, fields: dict[str, Any]) -> None:
+        """``Lifecycle.on_event``: an ``unload`` not asked for by an operator is an
+        eviction (labelled with its reason); a ``defrag`` counts a defrag cycle."""
+        node = str(fields.get("node", ""))
+        if kind == "unload" and fields.get("reason") not in NOT_EVICTIONS:
+            self.evicted(str(fields.get("model", "")), node, str(fields.get("reason", "")))
+        elif kind == "defrag":
+            self.defragged(node)
+
+    def finish(self, ctx: RequestContext, known_model: Callable[[str], bool]) -> Outcome:
         """Record one request, whatever its outcome (a client gone included)."""
-        model = ctx.model if ctx.model and known_model(ctx.model) else ""
-        node, status = ctx.node, ctx.status
-        labels = (model, node)
-        now = time.perf_counter()
-        self.requests.labels(model, node, ctx.api, str(status)).inc()
-        if status >= 400:
-            self.errors.labels(*labels, _kind(status)).inc()
-        if ctx.cold_start:
+        if ctx.usage_chunks:
+            ctx.usage = parse_usage(b"".join(ctx.usage_chunks)) or ctx.usage
+        outcome = outcome_of(ctx, known_model, time.perf_counter())
+        labels = (outcome.model, outcome.node)
+        self.requests.labels(*labels, outcome.api, str(outcome.status)).inc()
+        if outcome.status >= 400:
+            self.errors.labels(*labels, error_kind(outcome.status)).inc()
+        if outcome.cold_start:
             self.cold_starts.labels(*labels).inc()
-        self.duration.labels(*labels).observe(now - ctx.arrived)
-        if ctx.first_at is None:
-            return
-        sent = ctx.sent_at if ctx.sent_at is not None else ctx.first_at
-        self.queue.labels(*labels).observe(ctx.queue_s)
-        self.load.labels(*labels).observe(ctx.load_s)
-        self.prefill.labels(*labels).observe(ctx.first_at - sent)
-        self.ttft.labels(*labels).observe(ctx.first_at - ctx.arrived)
-        prompt, completion = ctx.tokens()
-        if prompt > 0:
-            self.prompt_tokens.labels(*labels).inc(prompt)
-        if completion > 0:
-            self.completion_tokens.labels(*labels).inc(completion)
-            decode = (ctx.last_at or now) - ctx.first_at
-            if completion > 1 and decode > 0:
-                self.tps.labels(*labels).observe((completion - 1) / decode)
+        self.duration.labels(*labels).observe(outcome.duration_s)
+        if outcome.prompt_tokens > 0:
+            self.prompt_tokens.labels(*labels).inc(outcome.prompt_tokens)
+        if outcome.completion_tokens > 0:
+            self.completion_tokens.labels(*labels).inc(outcome.completion_tokens)
+        if outcome.ttft_s is not None and outcome.prefill_s is not None:
+            self.ttft.labels(*labels).observe(outcome.ttft_s)
+            self.queue.labels(*labels).observe(outcome.queue_s)
+            self.load.labels(*labels).observe(outcome.load_s)
+            self.prefill.labels(*labels).observe(outcome.prefill_s)
+        if outcome.tokens_per_second is not None:
+            self.tps.labels(*labels).observe(outcome.tokens_per_second)
+        return outcome
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
 
 
-def _kind(status: int) -> str:
+def outcome_of(ctx: RequestContext, known_model: Callable[[str], bool], now: float) -> Outcome:
+    """The request's figures; TTFT parts are clamped so that they add up to TTFT."""
+    model = ctx.model if ctx.model and known_model(ctx.model) else ""
+    prompt, completion = ctx.tokens()
+    ttft = prefill = tps = None
+    queue, load = ctx.queue_s, ctx.load_s
+    if ctx.first_at is not None:
+        ttft = max(0.0, ctx.first_at - ctx.arrived)
+        queue = min(queue, ttft)
+        load = min(load, ttft - queue)
+        prefill = ttft - queue - load
+        decode = (ctx.last_at or now) - ctx.first_at
+        if completion > 1 and decode > 0:
+            tps = (completion - 1) / decode
+    return Outcome(
+        model=model,
+        node=ctx.node,
+        api=ctx.api,
+        status=ctx.status,
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        queue_s=queue,
+        load_s=load,
+        prefill_s=prefill,
+        ttft_s=ttft,
+        duration_s=now - ctx.arrived,
+        tokens_per_second=tps,
+        cold_start=ctx.cold_start,
+    )
+
+
+def error_kind(status: int) -> str:
     return {
         400: "bad_request",
         401: "unauthorized",

@@ -39,6 +39,7 @@ class ClientLink:
         self.keepalive = keepalive
         self.headers = headers
         self.response: web.StreamResponse | None = None
+        self.failed: ApiError | None = None  # the error that ended a started stream
 
     async def prepare(
         self, status: int = 200, content_type: str | None = None
@@ -57,6 +58,7 @@ class ClientLink:
 
     async def fail(self, error: ApiError) -> web.StreamResponse:
         """An error after the stream started: a final error frame in the client's dialect."""
+        self.failed = error
         response = await self.prepare()
         await response.write(stream_error_frame(error, self.dialect))
         await response.write_eof()
@@ -124,6 +126,8 @@ async def relay(
             if tap is not None:
                 tap(chunk)
             await response.write(transform(chunk) if transform else chunk)
+    except ConnectionResetError:
+        raise  # a write to a client that left (aiohttp's error is also a ClientError)
     except asyncio.TimeoutError:
         return await link.fail(UpstreamTimeout("the neuron went silent mid-stream"))
     except aiohttp.ClientError as exc:

@@ -8,9 +8,9 @@ reported and the old one kept.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
-from collections.abc import Callable
 
 from aiohttp import web
 
@@ -18,6 +18,7 @@ from cortex.core.catalogue import Catalogue
 from cortex.core.config import GatewayConfig
 from cortex.errors import ConfigError
 from cortex.gateway.app import build_state, create_app, create_metrics_app
+from cortex.gateway.reload import reload_catalogue
 from cortex.gateway.state import GatewayState
 
 log = logging.getLogger("cortex.gateway")
@@ -47,7 +48,6 @@ async def run_gateway(
     config: GatewayConfig,
     catalogue: Catalogue,
     models_path: str,
-    reload_catalogue: Callable[[], Catalogue],
 ) -> None:
     state: GatewayState = await build_state(config, catalogue, models_path)
     runner, port = await start_site(create_app(state), config.gateway.listen)
@@ -70,12 +70,8 @@ async def run_gateway(
     )
 
     def reload() -> None:
-        try:
-            state.store.catalogue = reload_catalogue()
-        except ConfigError as exc:
-            log.error("catalogue reload failed; keeping the old one: %s", exc)
-            return
-        log.info("catalogue reloaded: %d models", len(state.store.catalogue.models))
+        with contextlib.suppress(ConfigError):  # logged; the old catalogue stays
+            reload_catalogue(state)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -2,11 +2,14 @@
 
 Readers take ``store.view`` (a frozen ``FleetView``) and decide on it; writers
 replace a node with a pure ``NodeView -> NodeView`` update. No lock is held across
-an ``await``: every update is a synchronous swap on the event loop.
+an ``await``: every update is a synchronous swap on the event loop. ``changed()``
+lets a request that waits for room sleep until the next swap instead of polling.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Callable
 
 from cortex.core import wire
@@ -28,6 +31,7 @@ class FleetStore:
         self.counts: dict[str, dict[str, tuple[int, int]]] = {n.name: {} for n in neurons}
         self.endpoints: dict[tuple[str, str], str] = {}
         self.version = 0  # bumps on every change; waiters compare it
+        self._changed: asyncio.Event | None = None
 
     def update(self, name: str, change: Callable[[NodeView], NodeView]) -> NodeView | None:
         node = self.view.node(name)
@@ -37,7 +41,19 @@ class FleetStore:
         if new is not node:
             self.view = self.view.replace_node(new)
             self.version += 1
+            if self._changed is not None:
+                self._changed.set()
+                self._changed = None
         return new
+
+    async def changed(self, timeout: float) -> bool:
+        """Wait until the snapshot changes (True) or ``timeout`` seconds pass (False)."""
+        if self._changed is None:
+            self._changed = asyncio.Event()
+        event = self._changed
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(event.wait(), timeout)
+        return event.is_set()
 
     def add_count(self, node: str, model_id: str, in_flight: int, queued: int) -> None:
         counts = self.counts.setdefault(node, {})

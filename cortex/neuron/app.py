@@ -313,6 +313,7 @@ async def post_embeddings(request: web.Request) -> web.Response:
     async with slot.admit() as model:
         vectors = await model.embed(inputs)
         tokens = sum([await model.count_tokens(None, None, text) for text in inputs])
+    state.metrics.generation(slot.model_id, tokens, 0, None, 0.0)
     return web.json_response(
         {
             "object": "list",

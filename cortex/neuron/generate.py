@@ -46,6 +46,7 @@ class Timing:
     first_token: float | None = None
     finished: float | None = None
     prompt_tokens: int | None = None
+    delivered: int = 0  # text deltas and tool calls produced (what a cut stream got)
 
 
 async def _events(
@@ -149,6 +150,8 @@ async def serve(
                 role_sent = True
             if isinstance(event, (TextDelta, ToolCall, Prefilled)) and timing.first_token is None:
                 timing.first_token = time.perf_counter()
+            if isinstance(event, (TextDelta, ToolCall)):
+                timing.delivered += 1
             if isinstance(event, TextDelta):
                 if response is not None:
                     await response.write(writer.text(event))
@@ -203,7 +206,7 @@ def _record(
     if timing.first_token is not None and timing.admitted is not None:
         prefill = timing.first_token - timing.admitted
     prompt = finish.prompt_tokens if finish else (timing.prompt_tokens or 0)
-    completion = finish.completion_tokens if finish else 0
+    completion = finish.completion_tokens if finish else timing.delivered
     decode = (timing.finished or now) - (timing.first_token or now)
     metrics.generation(slot.model_id, prompt, completion, prefill, decode)
     log.info(

@@ -56,7 +56,9 @@ class NeuronMetrics:
         self.memory.labels(model).set(memory_mb)
 
     def model_unloaded(self, model: str) -> None:
-        self.memory.labels(model).set(0)
+        """Zero, not stale: a scrape after the unload must not show the last load."""
+        for gauge in (self.memory, self.in_flight, self.queued):
+            gauge.labels(model).set(0)
 
     def generation(
         self,

@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from cortex.core.wire import LoadRequest
+from cortex.venvs import BOOTSTRAP_HINT
 from cortex.errors import (
     BY_STATUS,
     ApiError,
@@ -199,6 +200,14 @@ class ModelRegistry:
         except HarnessError as exc:
             self._failed(slot, str(exc))
             raise api_error_from(exc) from None
+        except ImportError as exc:
+            message = (
+                f"harness {slot.harness!r} needs {exc.name or exc}, which is not installed here; "
+                f"run: {BOOTSTRAP_HINT}"
+            )
+            log.error("loading %s: %s", slot.model_id, message)
+            self._failed(slot, message)
+            raise ApiError(message, code="missing_dependency") from None
         except Exception as exc:
             log.exception("loading %s failed", slot.model_id)
             self._failed(slot, f"{type(exc).__name__}: {exc}")

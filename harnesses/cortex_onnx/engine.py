@@ -14,6 +14,8 @@ from concurrent.futures import Executor
 from typing import cast
 
 import attrs
+import numpy as np
+import numpy.typing as npt
 
 from cortex.harness import Finish, GenerationEvent, HarnessError, Prefilled
 from cortex_onnx.output import OutputPipeline
@@ -46,6 +48,58 @@ def plan_budget(prompt_tokens: int, context_length: int, max_tokens: int | None)
     return room if max_tokens is None else min(max_tokens, room)
 
 
+class Generation:
+    """One sequence's token side: sample from its logits, feed its output pipeline, end it.
+
+    The plain loop (``run``) and the batch scheduler both drive a sequence through ``take``, so a
+    request decodes the same tokens alone or in a batch."""
+
+    def __init__(
+        self, plan: Plan, pipeline: OutputPipeline, emit: Emit, cancelled: threading.Event
+    ) -> None:
+        self.plan, self.pipeline, self.emit, self.cancelled = plan, pipeline, emit, cancelled
+        self.rng = make_rng(plan.sampling.seed)
+        self.generated = 0
+        self.reason = "length"
+        self.cached_tokens = 0  # prompt tokens whose KV came from the prefix cache
+
+    def prefilled(self) -> None:
+        """Announce that the prompt has been processed."""
+        self.emit(Prefilled(len(self.plan.prompt_ids), cached_tokens=self.cached_tokens))
+
+    def take(self, logits: npt.NDArray[np.floating]) -> int | None:
+        """Choose the next token; return it when it must be fed to the model, or ``None`` when
+        the generation has ended (its ``Finish`` is emitted)."""
+        plan = self.plan
+        token = choose_token(logits, plan.sampling, self.rng)
+        self.generated += 1
+        if token in plan.eos_token_ids:
+            self.reason = "stop"
+            self.finish()
+            return None
+        for event in self.pipeline.push(token):
+            self.emit(event)
+        if self.pipeline.stopped is not None or self.generated >= plan.max_new_tokens:
+            self.finish()
+            return None
+        return token
+
+    def finish(self) -> None:
+        """Release held text and emit ``Finish``."""
+        pipeline = self.pipeline
+        for event in pipeline.finish():
+            self.emit(event)
+        if pipeline.stopped is not None:
+            self.reason = "stop"
+        elif pipeline.tool_calls and self.reason == "stop":
+            self.reason = "tool_calls"
+        prompt = len(self.plan.prompt_ids)
+        stop = pipeline.stopped
+        self.emit(
+            Finish(self.reason, prompt, self.generated, stop, cached_tokens=self.cached_tokens)
+        )
+
+
 def run(
     decoder: Decoder,
     plan: Plan,
@@ -53,36 +107,17 @@ def run(
     emit: Emit,
     cancelled: threading.Event,
 ) -> KVCache:
-    """Generate synchronously, calling ``emit`` for each event; ends with ``Finish`` unless
-    cancelled. Returns the cache (its ``run_seconds`` feed the benchmark)."""
-    prompt_tokens = len(plan.prompt_ids)
-    cache = decoder.new_cache(prompt_tokens + plan.max_new_tokens)
+    """Generate one sequence alone and synchronously, calling ``emit`` for each event; ends with
+    ``Finish`` unless cancelled. Returns the cache (its ``run_seconds`` feed the benchmark)."""
+    cache = decoder.new_cache(len(plan.prompt_ids) + plan.max_new_tokens)
     logits = decoder.forward(cache, plan.prompt_ids)[-1]
-    emit(Prefilled(prompt_tokens=prompt_tokens))
-    rng = make_rng(plan.sampling.seed)
-    generated, reason = 0, "length"
-    while generated < plan.max_new_tokens:
-        if cancelled.is_set():
-            return cache
-        token = choose_token(logits, plan.sampling, rng)
-        generated += 1
-        if token in plan.eos_token_ids:
-            reason = "stop"
+    generation = Generation(plan, pipeline, emit, cancelled)
+    generation.prefilled()
+    while not cancelled.is_set():
+        token = generation.take(logits)
+        if token is None:
             break
-        for event in pipeline.push(token):
-            emit(event)
-        if pipeline.stopped is not None:
-            reason = "stop"
-            break
-        if generated < plan.max_new_tokens:
-            logits = decoder.forward(cache, [token])[-1]
-    for event in pipeline.finish():
-        emit(event)
-    if pipeline.stopped is not None:
-        reason = "stop"
-    elif pipeline.tool_calls and reason == "stop":
-        reason = "tool_calls"
-    emit(Finish(reason, prompt_tokens, generated, stop_sequence=pipeline.stopped))
+        logits = decoder.forward(cache, [token])[-1]
     return cache
 
 

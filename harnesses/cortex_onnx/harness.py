@@ -22,9 +22,12 @@ if TYPE_CHECKING:
     from cortex_onnx.engine import Emit
     from cortex_onnx.folder import ModelFolder
     from cortex_onnx.prompt import Prompter
+    from cortex_onnx.scheduler import Scheduler
     from cortex_onnx.session import Decoder
 
 PROMPTER_CACHE = 8  # tokenizers kept for count_tokens, by folder
+MAX_BATCH = 8  # default options.max_batch: sequences decoding together
+PREFIX_CACHE_MB = 256  # default options.prefix_cache_mb: KV of recent prompts kept for reuse
 
 
 class OnnxHarness:
@@ -88,9 +91,9 @@ def load_model(spec: LoadSpec) -> OnnxModel:
 
 
 class OnnxModel:
-    """A resident model; generations run on a small thread pool, each with its own KV cache."""
-
-    max_batch = 1
+    """A resident model. Generations are tokenised on a small thread pool and decoded together
+    by one scheduler thread (``options.max_batch`` at once, KV prefixes reused within
+    ``options.prefix_cache_mb``)."""
 
     def __init__(
         self,
@@ -113,19 +116,33 @@ class OnnxModel:
         self.context_length = folder.context_length  # an option may shorten it, never extend it
         if asked > 0:
             self.context_length = min(asked, folder.context_length)
+        self.max_batch = max(1, int(spec.options.get("max_batch") or MAX_BATCH))
+        prefix_mb = spec.options.get("prefix_cache_mb")
+        self.prefix_cache_mb = PREFIX_CACHE_MB if prefix_mb is None else max(0, int(prefix_mb))
         self.vram_used_mb = self._memory_mb(folder)
-        workers = int(spec.options.get("workers") or 4)
+        # Each waiting generation holds a worker while the scheduler decodes it.
+        workers = max(int(spec.options.get("workers") or 4), self.max_batch + 2)
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix=f"onnx-{spec.model_id}")
         self._active: set[threading.Event] = set()
+        self.scheduler: Scheduler | None = None
+        if decoder is not None:
+            from cortex_onnx.prefix import PrefixCache
+            from cortex_onnx.scheduler import Scheduler
+
+            cache = PrefixCache(self.prefix_cache_mb * 2**20)
+            self.scheduler = Scheduler(decoder, self.max_batch, cache, f"onnx-{spec.model_id}")
 
     def _memory_mb(self, folder: ModelFolder) -> int:
-        """Weights on disk plus one full-context KV cache per concurrent generation."""
+        """Weights on disk, one full-context KV cache per batch row and the prefix cache."""
         kv = 0
         if self.decoder is not None:
             lay = self.decoder.layout
             width = 2 if lay.kv_dtype().itemsize == 2 else 4
             kv = 2 * lay.num_layers * lay.kv_heads * lay.head_size * self.context_length * width
-        return math.ceil((folder.weights_bytes() + kv * self.max_batch) / 2**20)
+        if self.decoder is None:
+            return math.ceil(folder.weights_bytes() / 2**20)
+        host_mb = self.prefix_cache_mb if self.provider == "CPUExecutionProvider" else 0
+        return math.ceil(folder.weights_bytes() / 2**20 + kv * self.max_batch / 2**20 + host_mb)
 
     def _live(self) -> Any:
         if self.session is None:
@@ -170,8 +187,11 @@ class OnnxModel:
         """Cancel running generations, wait for their threads, and drop the session."""
         for flag in list(self._active):
             flag.set()
+        if self.scheduler is not None:
+            await asyncio.to_thread(self.scheduler.close)
         await asyncio.to_thread(self._executor.shutdown, True)
         self.decoder = self.encoder = None
+        self.scheduler = None
         self.session = None
 
 
@@ -182,7 +202,7 @@ class _Work:
         self.model, self.request = model, request
 
     def __call__(self, emit: Emit, cancelled: threading.Event) -> None:
-        from cortex_onnx.engine import Plan, plan_budget, run
+        from cortex_onnx.engine import Generation, Plan, plan_budget
         from cortex_onnx.output import OutputPipeline
         from cortex_onnx.sampling import SamplingParams
 
@@ -196,7 +216,11 @@ class _Work:
             eos_token_ids=model.prompter.eos_token_ids,
             sampling=SamplingParams(r.temperature, r.top_p, r.top_k, r.seed),
         )
-        decoder = model.decoder
-        if decoder is None:
+        scheduler = model.scheduler
+        if scheduler is None:
             raise HarnessError(f"model {model.model_id} has been unloaded", 409, "model_unloaded")
-        run(decoder, plan, OutputPipeline(model.prompter.decode, r.stop), emit, cancelled)
+        pipeline = OutputPipeline(model.prompter.decode, r.stop)
+        job = scheduler.submit(Generation(plan, pipeline, emit, cancelled))
+        job.done.wait()
+        if job.error is not None:
+            raise job.error

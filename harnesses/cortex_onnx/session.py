@@ -226,6 +226,57 @@ class Decoder:
                 )
         return KVCache(past, capacity if lay.shared_buffer else None)
 
+    def cache_from(self, arrays: Sequence[npt.NDArray[Any]], capacity: int) -> KVCache:
+        """A cache holding the given KV (per port, [1, kv_heads, tokens, head_size]), able to
+        hold ``capacity`` tokens."""
+        from onnxruntime import OrtValue
+
+        lay, length = self.layout, int(arrays[0].shape[2])
+        past = {}
+        for name, array in zip(lay.past, arrays, strict=True):
+            if lay.shared_buffer:
+                full = np.zeros((1, lay.kv_heads, capacity, lay.head_size), dtype=lay.kv_dtype)
+                full[:, :, :length, :] = array
+            else:
+                full = np.ascontiguousarray(array, dtype=lay.kv_dtype)
+            past[name] = OrtValue.ortvalue_from_numpy(full, self.device, self.device_id)
+        cache = KVCache(past, capacity if lay.shared_buffer else None)
+        cache.length = length
+        return cache
+
+    def export(self, cache: KVCache) -> tuple[npt.NDArray[Any], ...]:
+        """Host copies of what ``cache`` holds, per port [1, kv_heads, tokens, head_size]."""
+        n = cache.length
+        return tuple(cache.past[name].numpy()[:, :, :n, :].copy() for name in self.layout.past)
+
+    def step(
+        self, past: Mapping[str, Any], tokens: Sequence[int], lengths: Sequence[int], width: int
+    ) -> tuple[npt.NDArray[np.float32], dict[str, Any]]:
+        """One decode step of a left-padded batch: row ``i`` holds ``lengths[i]`` tokens at the
+        right end of ``width`` KV columns and feeds ``tokens[i]``. Returns the logits [batch,
+        vocab] and the new KV (``width + 1`` columns), left on the device."""
+        lay = self.layout
+        if lay.shared_buffer:
+            raise HarnessError("a shared-buffer graph cannot run a left-padded batch", 500)
+        count = len(tokens)
+        held = np.asarray(lengths, dtype=np.int64)[:, None]
+        columns = np.arange(width + 1, dtype=np.int64)[None, :]
+        mask = (columns >= width - held).astype(lay.ids_dtype)
+        binding = self.session.io_binding()
+        binding.bind_cpu_input(lay.input_ids, np.asarray(tokens, dtype=lay.ids_dtype)[:, None])
+        binding.bind_cpu_input(lay.attention_mask, mask)
+        if lay.position_ids is not None:
+            binding.bind_cpu_input(lay.position_ids, held.astype(lay.ids_dtype))
+        for name in lay.past:
+            binding.bind_ortvalue_input(name, past[name])
+        binding.bind_output(lay.logits, "cpu")
+        for present in lay.present:
+            binding.bind_output(present, self.device, self.device_id)
+        self.session.run_with_iobinding(binding)
+        values = binding.get_outputs()
+        logits = np.array(values[0].numpy().reshape(count, -1), dtype=np.float32)
+        return logits, dict(zip(lay.past, values[1:], strict=True))
+
     def forward(self, cache: KVCache, ids: Sequence[int]) -> npt.NDArray[np.float32]:
         """Run ``ids`` after what ``cache`` holds; return their logits [len(ids), vocab]."""
         lay = self.layout

@@ -15,7 +15,7 @@ import httpx2
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_stream import chunk, role, tool, usage
+from tests.core.test_stream import chunk, role, tool, usage
 
 from cortex.core.sse import encode_event
 from cortex.core.stream import AnthropicStreamTranslator

@@ -149,16 +149,22 @@ async def test_concurrent_requests_match_their_solo_runs() -> None:
 
 
 class CountingForward:
-    """Wraps a decoder's forward to count steps and to notice when the thread stops."""
+    """Wraps a decoder's forward and batch step to count model runs."""
 
     def __init__(self, decoder: Any) -> None:
-        self.inner, self.calls = decoder.forward, 0
+        self.inner, self.inner_step, self.calls = decoder.forward, decoder.step, 0
         self.lock = threading.Lock()
+        decoder.step = self.step
 
     def __call__(self, cache: Any, ids: Any) -> Any:
         with self.lock:
             self.calls += 1
         return self.inner(cache, ids)
+
+    def step(self, *args: Any) -> Any:
+        with self.lock:
+            self.calls += 1
+        return self.inner_step(*args)
 
 
 async def test_closing_the_stream_stops_within_one_step() -> None:
@@ -222,12 +228,19 @@ async def test_unload_frees_the_session() -> None:
 
 async def test_provider_memory_and_thread_options_are_reported() -> None:
     """The loaded model reports its real provider, its memory and honours intra_op_threads."""
-    model = await load(intra_op_threads=1)
+    model = await load(intra_op_threads=1, max_batch=1, prefix_cache_mb=0)
     weights = sum(p.stat().st_size for p in TINY.glob("model.onnx*")) / 2**20
     assert model.provider == model.session.get_providers()[0]
     assert weights < model.vram_used_mb < weights + 10
     assert model.session.get_session_options().intra_op_num_threads == 1
     assert model.max_batch == 1
+    await model.unload()
+    model = await load(max_batch=4, prefix_cache_mb=64)
+    assert model.max_batch == 4
+    assert weights + 64 < model.vram_used_mb < weights + 64 + 40
+    await model.unload()
+    model = await load()
+    assert model.max_batch == 8
     await model.unload()
 
 
