@@ -1,4 +1,4 @@
-"""``cortex export SRC DEST``: a GGUF file or Hugging Face checkpoint folder -> an ONNX model folder.
+"""``cortex export SRC DEST``: a GGUF file or Hugging Face checkpoint -> an ONNX model folder.
 
 I/O: converts in this interpreter when it has onnx and numpy, else in the tool venv (made on
 demand); the Hugging Face path always runs optimum there. Prints progress and what it wrote.

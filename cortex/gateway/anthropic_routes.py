@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -36,8 +35,8 @@ from cortex.errors import BY_STATUS, Unavailable, UpstreamFailed, UpstreamTimeou
 from cortex.gateway.context import CURRENT, RequestContext
 from cortex.gateway.dispatch import Placement
 from cortex.gateway.metrics import Tap
-from cortex.gateway.openai_routes import read_json, upstream_headers
-from cortex.gateway.proxy import ClientLink, open_upstream, read_whole, upstream_error
+from cortex.gateway.openai_routes import read_json, send_upstream
+from cortex.gateway.proxy import ClientLink, read_whole
 from cortex.gateway.state import GatewayState, gateway_state
 
 log = logging.getLogger("cortex.gateway.anthropic")
@@ -57,20 +56,10 @@ async def _send(
     stream: bool,
 ) -> aiohttp.ClientResponse:
     """POST the OpenAI chat body to the placed neuron; an error answer raises."""
-    gateway = state.config.gateway
-    ctx.sent_at = time.perf_counter()
-    upstream = await open_upstream(
-        state.session,
-        placement.url + "/v1/chat/completions",
-        json.dumps(body, ensure_ascii=False).encode(),
-        upstream_headers(state, ctx),
-        stream=stream,
-        idle_timeout_s=gateway.stream_idle_timeout_s,
-        total_timeout_s=gateway.load_timeout_s,
+    raw = json.dumps(body, ensure_ascii=False).encode()
+    return await send_upstream(
+        state, placement, ctx, raw, path="/v1/chat/completions", stream=stream
     )
-    if upstream.status >= 400:
-        raise upstream_error(upstream.status, await read_whole(upstream), placement.node)
-    return upstream
 
 
 def _events_for(

@@ -28,7 +28,7 @@ from cortex.gateway.client import NeuronClient
 from cortex.gateway.context import CURRENT, RequestContext
 from cortex.gateway.dispatch import Dispatcher
 from cortex.gateway.housekeeping import housekeep_forever, load_pinned
-from cortex.gateway.lifecycle import Lifecycle, metrics_hook
+from cortex.gateway.lifecycle import Lifecycle
 from cortex.gateway.metrics import GatewayMetrics
 from cortex.gateway.openai_routes import openai_handler
 from cortex.gateway.poller import POLL_TIMEOUT_S, poll_once
@@ -228,7 +228,7 @@ async def build_state(
     token = config.gateway.neuron_token
     clients = {n.name: NeuronClient(session, n.name, n.endpoint, token) for n in config.neurons}
     metrics = GatewayMetrics()
-    lifecycle = Lifecycle(store, clients, config, on_event=metrics_hook(metrics))
+    lifecycle = Lifecycle(store, clients, config, on_event=metrics.lifecycle_event)
     admission = Admission(store, config.gateway.max_queue_per_model)
     dispatcher = Dispatcher(store, clients, lifecycle, admission, config)
     return GatewayState(

@@ -106,7 +106,7 @@ def start_defrags(state: GatewayState) -> tuple[tuple[str, ...], list[Awaitable[
         if not known:
             continue
         log.info("defragmenting %s: reloading %s", node.name, ", ".join(known))
-        state.metrics.defrags.labels(node.name).inc()
+        state.metrics.defragged(node.name)
         unloads = [state.lifecycle.start_unload(node.name, m, "defrag") for m in known]
         nodes.append(node.name)
         work.append(_reload(state, node.name, known, unloads))

@@ -23,7 +23,6 @@ from cortex.core.fleet import FAILED, LOADED, LOADING, UNLOADING
 from cortex.core.observe import count_eviction, drop_model, set_status
 from cortex.errors import ApiError, NotFound, UpstreamFailed, UpstreamTimeout
 from cortex.gateway.client import NeuronClient
-from cortex.gateway.metrics import GatewayMetrics
 from cortex.gateway.store import FleetStore
 
 log = logging.getLogger("cortex.gateway.lifecycle")
@@ -34,16 +33,6 @@ WAIT_POLL_S = 0.1
 EVICTION_REASONS = frozenset({"pressure", "idle"})
 
 EventHook = Callable[[str, dict[str, Any]], None]
-
-
-def metrics_hook(metrics: GatewayMetrics) -> EventHook:
-    """``on_event`` that counts every unload in ``cortex_evictions_total{model,node,reason}``."""
-
-    def record(kind: str, fields: dict[str, Any]) -> None:
-        if kind == "unload":
-            metrics.evictions.labels(fields["model"], fields["node"], fields["reason"]).inc()
-
-    return record
 
 
 class Lifecycle:
@@ -76,8 +65,8 @@ class Lifecycle:
         need = self.store.measured_mb.get(profile.id, profile.vram_mb)
         now = self.clock()
         for victim in victims:
-            self.store.update(node, partial(set_status, model_id=victim, status=UNLOADING, now=now))
-        self.store.update(node, lambda n: set_status(n, profile.id, LOADING, now, need))
+            self.store.act(node, partial(set_status, model_id=victim, status=UNLOADING, now=now))
+        self.store.act(node, lambda n: set_status(n, profile.id, LOADING, now, need))
         task = asyncio.create_task(self._load(node, profile, victims))
         task.add_done_callback(_retrieved)
         self.loads[key] = task
@@ -94,7 +83,7 @@ class Lifecycle:
                 "/models/load", load_body(profile), timeout=self.config.gateway.load_timeout_s
             )
         except ApiError as exc:
-            self.store.update(node, lambda n: set_status(n, profile.id, FAILED, self.clock()))
+            self.store.act(node, lambda n: set_status(n, profile.id, FAILED, self.clock()))
             failures = self.failures.get(key, (0, 0.0))[0] + 1
             self.failures[key] = (failures, self.clock())
             log.error("loading %s on %s failed: %s", profile.id, node, exc.message)
@@ -103,7 +92,7 @@ class Lifecycle:
         vram = int(result.get("vram_used_mb", 0)) if isinstance(result, dict) else 0
         if vram:
             self.store.measured_mb[profile.id] = vram
-        self.store.update(node, lambda n: set_status(n, profile.id, LOADED, self.clock(), vram))
+        self.store.act(node, lambda n: set_status(n, profile.id, LOADED, self.clock(), vram))
         seconds = self.clock() - started
         log.info("loaded %s on %s in %.2f s (%d MB)", profile.id, node, seconds, vram)
         self.on_event("load", {"model": profile.id, "node": node, "seconds": seconds})
@@ -114,7 +103,7 @@ class Lifecycle:
         task = self.unloads.get(key)
         if task is not None:
             return task
-        self.store.update(
+        self.store.act(
             node, lambda n: set_status(n, model_id, UNLOADING, 0.0) if n.model(model_id) else n
         )
         task = asyncio.create_task(self._unload(node, model_id, reason))
@@ -136,7 +125,7 @@ class Lifecycle:
             # The neuron's next poll says what is really resident.
             log.error("unloading %s on %s (%s) failed: %s", model_id, node, reason, exc.message)
             raise
-        self.store.update(node, lambda n: drop_model(n, model_id))
+        self.store.act(node, lambda n: drop_model(n, model_id))
         self.store.forget_endpoints(node, model_id)
         if reason in EVICTION_REASONS:
             self.store.update(node, count_eviction)

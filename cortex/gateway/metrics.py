@@ -185,12 +185,10 @@ class GatewayMetrics:
 
     def lifecycle_event(self, kind: str, fields: dict[str, Any]) -> None:
         """``Lifecycle.on_event``: an ``unload`` not asked for by an operator is an
-        eviction (labelled with its reason); a ``defrag`` counts a defrag cycle."""
-        node = str(fields.get("node", ""))
+        eviction, labelled with its reason (pressure, idle, defrag)."""
         if kind == "unload" and fields.get("reason") not in NOT_EVICTIONS:
+            node = str(fields.get("node", ""))
             self.evicted(str(fields.get("model", "")), node, str(fields.get("reason", "")))
-        elif kind == "defrag":
-            self.defragged(node)
 
     def finish(self, ctx: RequestContext, known_model: Callable[[str], bool]) -> Outcome:
         """Record one request, whatever its outcome (a client gone included)."""

@@ -11,6 +11,7 @@ import json
 import time
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from cortex.core.envelopes import OPENAI
@@ -53,7 +54,7 @@ def upstream_headers(state: GatewayState, ctx: RequestContext) -> dict[str, str]
     return headers
 
 
-async def forward(
+async def send_upstream(
     state: GatewayState,
     placement: Placement,
     ctx: RequestContext,
@@ -61,9 +62,8 @@ async def forward(
     *,
     path: str,
     stream: bool,
-    link: ClientLink,
-) -> web.StreamResponse:
-    """Send ``raw`` to the placed neuron and relay its answer."""
+) -> aiohttp.ClientResponse:
+    """POST ``raw`` to the placed neuron; an error answer raises in the client's terms."""
     gateway = state.config.gateway
     ctx.sent_at = time.perf_counter()
     upstream = await open_upstream(
@@ -77,6 +77,21 @@ async def forward(
     )
     if upstream.status >= 400:
         raise upstream_error(upstream.status, await read_whole(upstream), placement.node)
+    return upstream
+
+
+async def forward(
+    state: GatewayState,
+    placement: Placement,
+    ctx: RequestContext,
+    raw: bytes,
+    *,
+    path: str,
+    stream: bool,
+    link: ClientLink,
+) -> web.StreamResponse:
+    """Send ``raw`` to the placed neuron and relay its answer."""
+    upstream = await send_upstream(state, placement, ctx, raw, path=path, stream=stream)
     if stream:
         return await relay(upstream, link, tap=state.metrics.tap(ctx))
     body = await read_whole(upstream)

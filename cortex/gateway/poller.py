@@ -12,6 +12,8 @@ import logging
 import time
 from collections.abc import Mapping
 
+import attrs
+
 from cortex.core import wire
 from cortex.core.observe import observe_failure, observe_poll
 from cortex.errors import ApiError
@@ -30,6 +32,7 @@ async def poll_node(
     name = client.name
     before = store.view.node(name)
     was_healthy = before is not None and before.healthy
+    acts = store.acts.get(name, 0)
     try:
         health = wire.decode(await client.get("/health", timeout), wire.Health)
         restarted = (
@@ -65,6 +68,11 @@ async def poll_node(
             store.measured_mb[model.id] = model.vram_used_mb
     counts: Mapping[str, tuple[int, int]] = store.counts.get(name, {})
     discovery = store.discoveries[name]
+    if store.acts.get(name, 0) != acts and not restarted:
+        # A load or unload of ours changed the node while we asked: this answer may
+        # predate it (a model we just loaded reported "loading"). The next poll is fresh.
+        store.update(name, lambda n: n if n.healthy else attrs.evolve(n, healthy=True))
+        return restarted
     store.update(
         name,
         lambda n: observe_poll(n, discovery, health, models, now=time.monotonic(), counts=counts),

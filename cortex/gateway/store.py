@@ -32,6 +32,9 @@ class FleetStore:
         self.endpoints: dict[tuple[str, str], str] = {}
         self.version = 0  # bumps on every change; waiters compare it
         self._changed: asyncio.Event | None = None
+        # Per node: bumps whenever the gateway's own load or unload changes a model's
+        # state there; a poll that overlapped one is older than the view and is not applied.
+        self.acts: dict[str, int] = {}
 
     def update(self, name: str, change: Callable[[NodeView], NodeView]) -> NodeView | None:
         node = self.view.node(name)
@@ -45,6 +48,11 @@ class FleetStore:
                 self._changed.set()
                 self._changed = None
         return new
+
+    def act(self, name: str, change: Callable[[NodeView], NodeView]) -> NodeView | None:
+        """An update made by a load or unload of the gateway's own (see ``acts``)."""
+        self.acts[name] = self.acts.get(name, 0) + 1
+        return self.update(name, change)
 
     async def changed(self, timeout: float) -> bool:
         """Wait until the snapshot changes (True) or ``timeout`` seconds pass (False)."""

@@ -51,6 +51,7 @@ class NeuronState:
     port: int = 0
     gpu_readings: list[discovery.GpuReading] = attrs.field(factory=list)
     driver: tuple[str | None, str | None] = (None, None)
+    providers: tuple[str, ...] = ()  # execution providers of every harness, probed after start
 
     @property
     def bind_url(self) -> str:
@@ -129,9 +130,6 @@ def auth_middleware(token: str) -> Any:
 async def get_discovery(request: web.Request) -> web.Response:
     state = _state(request)
     total, _ = discovery.meminfo_mb()
-    providers: list[str] = []
-    for harness in state.registry.harnesses.loaded_instances():
-        providers += [p for p in harness.providers() if p not in providers]
     gpus = {g.index: g for g in state.gpu_readings}
     body = wire.Discovery(
         **discovery.host_facts(),
@@ -147,7 +145,7 @@ async def get_discovery(request: web.Request) -> web.Response:
         ),
         cpu=wire.CpuReport(cores=discovery.cpu_cores(), ram_total_mb=total),
         harnesses=tuple(state.registry.harnesses.names),
-        providers=tuple(providers),
+        providers=state.providers,
         driver_version=state.driver[0],
         cuda_version=state.driver[1],
         instance_id=state.instance_id,
@@ -345,6 +343,21 @@ async def _refresh_gpus(state: NeuronState) -> None:
         await asyncio.sleep(GPU_REFRESH_S)
 
 
+def _probe_providers(registry: HarnessRegistry) -> tuple[str, ...]:
+    found: list[str] = []
+    for name in registry.names:
+        try:
+            found += [p for p in registry.get(name).providers() if p not in found]
+        except Exception as exc:  # noqa: BLE001 - a broken plugin must not stop the neuron
+            log.warning("harness %s cannot be probed: %s", name, exc)
+    return tuple(found)
+
+
+async def _probe(state: NeuronState) -> None:
+    """Ask each harness for its providers in a thread: it may import onnxruntime."""
+    state.providers = await asyncio.to_thread(_probe_providers, state.registry.harnesses)
+
+
 async def _preload(state: NeuronState) -> None:
     for entry in state.config.preload:
         model_id, _, harness = entry.partition("@")
@@ -357,7 +370,7 @@ async def _preload(state: NeuronState) -> None:
 
 async def background(app: web.Application) -> AsyncIterator[None]:
     state = app[STATE]
-    tasks = [asyncio.create_task(_preload(state))]
+    tasks = [asyncio.create_task(_preload(state)), asyncio.create_task(_probe(state))]
     if any(d.kind == "cuda" for d in state.devices):
         state.driver = await discovery.read_driver()
         tasks.append(asyncio.create_task(_refresh_gpus(state)))

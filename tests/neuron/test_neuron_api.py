@@ -219,3 +219,16 @@ async def test_onnx_model_folder_loads_from_models_dir() -> None:
         status, error = await _load(session, neuron.url, bad)
     assert answer["usage"]["completion_tokens"] == 4
     assert 400 <= status < 500 and error["error"]["message"]
+
+
+async def test_discovery_reports_onnxruntime_providers_once_probed() -> None:
+    """Discovery lists the harnesses' execution providers, probed off the event loop."""
+    async with start_neuron() as neuron, http() as session:
+        providers: list[str] = []
+        for _ in range(100):
+            async with session.get(neuron.url + "/discovery") as r:
+                providers = (await r.json())["providers"]
+            if providers:
+                break
+            await asyncio.sleep(0.05)
+    assert "CPUExecutionProvider" in providers
