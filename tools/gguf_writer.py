@@ -149,7 +149,7 @@ def pack_q5_k(d: Any, dmin: Any, scales: Any, mins: Any, q: Any) -> Any:
 
 
 def pack_q6_k(d: Any, scales: Any, q: Any) -> Any:
-    """q [blocks, 256] in 0..63 (value = d * scale[i // 16] * (q - 32)), scales int8 [blocks, 16]."""
+    """q [blocks, 256] in 0..63: value = d * scales[i // 16] * (q - 32)."""
     q = q.astype(np.uint8).reshape(-1, 2, 4, 32)  # half, part, l (ggml's loop order)
     ql = np.zeros((len(q), 2, 64), np.uint8)
     ql[:, :, :32] = (q[:, :, 0] & 0x0F) | ((q[:, :, 2] & 0x0F) << 4)
@@ -166,7 +166,9 @@ def pack_q6_k(d: Any, scales: Any, q: Any) -> Any:
 def permute(w: Any, heads: int) -> Any:
     """convert_hf_to_gguf's ``LlamaModel.permute`` of q/k rows (HF rotate-half -> interleaved)."""
     w = np.asarray(w)
-    return w.reshape(heads, 2, w.shape[0] // heads // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+    return (
+        w.reshape(heads, 2, w.shape[0] // heads // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+    )
 
 
 GGUF_NAMES = {
@@ -315,7 +317,7 @@ def write_gguf(
             f.write(blob)
 
 
-def llama_gguf(
+def llama_gguf(  # noqa: PLR0917 - mirrors convert_hf_to_gguf's inputs
     path: str | Path,
     config: Any,
     weights: Mapping[str, Any],
@@ -327,7 +329,7 @@ def llama_gguf(
     for quantised files (as llama.cpp's Q4 presets keep them wider), tokenizer from ``folder``."""
     tokenizer = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
     tok_config = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
-    vocab = {t: i for t, i in tokenizer["model"]["vocab"].items()}
+    vocab = dict(tokenizer["model"]["vocab"])
     vocab |= {t["content"]: t["id"] for t in tokenizer["added_tokens"]}
     metadata: dict[str, Any] = {
         "general.architecture": arch,
@@ -350,8 +352,8 @@ def llama_gguf(
     }
     wide = "F32" if quant in ("F32", "F16") else "Q8_0"
     tensors = []
-    for name, value in weights.items():
-        value = np.asarray(value, dtype=F32)
+    for name, weight in weights.items():
+        value = np.asarray(weight, dtype=F32)
         if arch == "llama" and name.endswith(("q_proj.weight", "k_proj.weight")):
             heads = config.num_heads if "q_proj" in name else config.num_kv_heads
             value = permute(value, heads)

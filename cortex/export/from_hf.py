@@ -66,7 +66,7 @@ def copy_text_files(src: str, dest: str) -> list[str]:
 
 
 def export_checkpoint(
-    python: str, src: str, dest: str, dtype: str, device: str, runner: Runner | None = None
+    python: str, src: str, dest: str, dtype: str, device: str, *, runner: Runner | None = None
 ) -> list[str]:
     """Run optimum in the tool venv, then make ``dest`` complete; return the copied files."""
     check_checkpoint(src)

@@ -49,7 +49,7 @@ def dequantize(raw: Any, ggml_type: int, shape: tuple[int, ...]) -> Any:
     """float32 array of ``shape`` from a tensor's raw uint8 bytes."""
     import numpy as np
 
-    _, block, size = _spec(ggml_type)
+    size = _spec(ggml_type)[2]
     data = np.asarray(raw, dtype=np.uint8)
     if ggml_type == F32:
         return data.view(np.float32).reshape(shape).copy()

@@ -202,8 +202,8 @@ def build_decoder(
         n, k = weight.shape
         inputs = [g.const(name, weight.packed), g.const(name + "_scales", weight.scales.ravel())]
         if weight.zero_points is not None:
-            inputs.append(g.const(name + "_zero_points", weight.zero_points.ravel()))
-        return g.op("MatMulNBits", x, *inputs, K=k, N=n, bits=4, block_size=BLOCK)
+            inputs.append(g.const(name + "_zero_points", weight.packed_zero_points()))
+        return g.op("MatMulNBits", x, *inputs, K=k, N=n, bits=4, block_size=BLOCK, accuracy_level=4)
 
     def rms_norm(x: str, weight: str) -> str:
         var = g.op("ReduceMean", g.op("Mul", x, x), axes=[-1], keepdims=1)

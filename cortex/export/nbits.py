@@ -3,7 +3,9 @@
 Pure numpy. ``Int4Weight`` holds one HF-layout [N, K] weight packed the way the operator reads
 it: ``w[n, k] = (q[n, k] - zero_point[n, k // 32]) * scale[n, k // 32]``, two values per byte
 (even k in the low nibble). A missing zero point means 8 (symmetric). ``from_q4`` maps GGUF's
-Q4_0/Q4_1 blocks losslessly; ``quantize`` rounds float weights (asymmetric, per block).
+Q4_0/Q4_1 blocks losslessly; ``quantize`` rounds float weights (asymmetric, per block). The
+exporter maps only Q4_0 directly: Q4_1's float zero points hit onnxruntime's slow CPU path
+(~6x slower than integer zero points), so Q4_1 is dequantized and re-quantized.
 """
 
 from __future__ import annotations
@@ -29,6 +31,19 @@ class Int4Weight:
         n, blocks, _ = self.packed.shape
         return int(n), int(blocks * BLOCK)
 
+    def packed_zero_points(self) -> Any:
+        """The zero points as MatMulNBits reads them: uint8, two per byte when they are the
+        integers 0..15 (the fast kernels), else float32 like the scales."""
+        import numpy as np
+
+        zero = np.asarray(self.zero_points, dtype=np.float32)
+        if not np.array_equal(zero, np.clip(np.round(zero), 0, 15)):
+            return zero.astype(np.float32).ravel()
+        q = zero.astype(np.uint8)
+        if q.shape[1] % 2:
+            q = np.concatenate([q, np.zeros((q.shape[0], 1), np.uint8)], axis=1)
+        return np.ascontiguousarray(q[:, 0::2] | (q[:, 1::2] << 4)).ravel()
+
     def take_rows(self, order: Any) -> Int4Weight:
         """The weight with its output rows reordered (rows are independent blocks)."""
         zero = None if self.zero_points is None else self.zero_points[order]
@@ -38,7 +53,9 @@ class Int4Weight:
         """The float32 [N, K] weight it encodes."""
         import numpy as np
 
-        q = np.stack([self.packed & 0x0F, self.packed >> 4], axis=-1).reshape(*self.scales.shape, -1)
+        q = np.stack([self.packed & 0x0F, self.packed >> 4], axis=-1).reshape(
+            *self.scales.shape, -1
+        )
         zero = 8.0 if self.zero_points is None else self.zero_points[..., None]
         w = (q.astype(np.float32) - zero) * self.scales[..., None]
         return w.reshape(self.shape)

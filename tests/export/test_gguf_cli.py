@@ -18,7 +18,10 @@ from tests.neuron.onnxtiny import TINY
 def test_this_interpreter_is_used_when_it_has_the_modules() -> None:
     """With onnx and numpy importable here, no venv is made or filled."""
     plan = toolenv.plan_tools(
-        here_has_modules=True, venv="/v", venv_exists=False, venv_has_modules=False,
+        here_has_modules=True,
+        venv="/v",
+        venv_exists=False,
+        venv_has_modules=False,
         packages=toolenv.GGUF_PACKAGES,
     )
     assert (plan.python, plan.create_venv, plan.install) == (None, False, ())
@@ -27,7 +30,10 @@ def test_this_interpreter_is_used_when_it_has_the_modules() -> None:
 def test_a_missing_venv_is_created_and_filled() -> None:
     """Without the modules here, the tool venv is created and gets onnx and numpy."""
     plan = toolenv.plan_tools(
-        here_has_modules=False, venv="/v", venv_exists=False, venv_has_modules=False,
+        here_has_modules=False,
+        venv="/v",
+        venv_exists=False,
+        venv_has_modules=False,
         packages=toolenv.GGUF_PACKAGES,
     )
     assert plan.python == toolenv.venv_python("/v")
@@ -37,15 +43,21 @@ def test_a_missing_venv_is_created_and_filled() -> None:
 def test_a_ready_venv_is_reused_and_the_hf_path_always_isolates() -> None:
     """A venv that has the modules is used as is; torch never runs in this interpreter."""
     plan = toolenv.plan_tools(
-        here_has_modules=True, venv="/v", venv_exists=True, venv_has_modules=True,
-        packages=toolenv.HF_PACKAGES, must_isolate=True,
+        here_has_modules=True,
+        venv="/v",
+        venv_exists=True,
+        venv_has_modules=True,
+        packages=toolenv.HF_PACKAGES,
+        must_isolate=True,
     )
     assert (plan.python, plan.create_venv, plan.install) == (toolenv.venv_python("/v"), False, ())
 
 
 def test_the_tool_venv_follows_xdg_cache_home() -> None:
     """$XDG_CACHE_HOME/cortex/tools-venv, else ~/.cache/cortex/tools-venv."""
-    assert toolenv.tools_venv({"XDG_CACHE_HOME": "/c"}) == os.path.join("/c", "cortex", "tools-venv")
+    assert toolenv.tools_venv({"XDG_CACHE_HOME": "/c"}) == os.path.join(
+        "/c", "cortex", "tools-venv"
+    )
     assert toolenv.tools_venv({}).endswith(os.path.join(".cache", "cortex", "tools-venv"))
 
 
@@ -64,7 +76,7 @@ def test_optimum_is_asked_for_a_decoder_with_past() -> None:
     command = optimum_command("/v/bin/python", "src", "dest", "fp16", "cuda")
     assert command[:3] == [os.path.join("/v/bin", "optimum-cli"), "export", "onnx"]
     assert command[command.index("--task") + 1] == "text-generation-with-past"
-    assert ["--device", "cuda", "--dtype", "fp16"] == command[-5:-1]
+    assert command[-5:-1] == ["--device", "cuda", "--dtype", "fp16"]
     assert command[-1] == os.path.abspath("dest")
     with pytest.raises(ExportError, match="only with --device cuda"):
         optimum_command("/v/bin/python", "src", "dest", "fp16", "cpu")
@@ -81,13 +93,17 @@ def test_the_hf_export_copies_what_the_harness_needs(tmp_path: Path) -> None:
         return 0
 
     dest = tmp_path / "out"
-    copied = export_checkpoint("/v/bin/python", str(TINY), str(dest), "fp32", "cpu", fake_optimum)
+    copied = export_checkpoint(
+        "/v/bin/python", str(TINY), str(dest), "fp32", "cpu", runner=fake_optimum
+    )
     assert len(calls) == 1
     assert {"tokenizer.json", "tokenizer_config.json", "chat_template.jinja"} <= set(copied)
     assert (dest / "chat_template.jinja").is_file()
 
 
-def test_export_prints_the_files_it_wrote(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_export_prints_the_files_it_wrote(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """`cortex export X.gguf DEST` converts in-process and lists every file with its size."""
     gguf = write_tiny_gguf(tmp_path / "t.gguf", "Q4_0")
     assert main(["export", str(gguf), str(tmp_path / "out"), "--dtype", "int4"]) == 0

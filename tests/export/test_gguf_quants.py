@@ -13,8 +13,13 @@ from tests.export.gguftiny import WRITER
 ROWS, COLS = 8, 512
 # Worst |x - dequantize(quantize(x))| for values in [-1, 1]: half a step of the block's scale,
 # plus the scale's own float16 rounding across the range.
-STEP_BOUNDS = {"Q8_0": 1 / 127, "Q4_0": 1 / 8 + 1e-3, "Q4_1": 2 / 15, "Q5_0": 1 / 16 + 1e-3,
-               "Q5_1": 2 / 31}
+STEP_BOUNDS = {
+    "Q8_0": 1 / 127,
+    "Q4_0": 1 / 8 + 1e-3,
+    "Q4_1": 2 / 15,
+    "Q5_0": 1 / 16 + 1e-3,
+    "Q5_1": 2 / 31,
+}
 
 
 def sample(seed: int = 0) -> Any:
