@@ -2,7 +2,8 @@
 # One prepared check of the ONNX harness on a CUDA machine without internet (< 10 minutes):
 # installs only wheels from ./wheelhouse (if present), runs the engine tests with the CUDA
 # provider forced (CORTEX_ONNX_PROVIDER=cuda, IOBinding on the device), benchmarks the tiny model
-# and a random SmolLM2-135M-shaped model, and prints a short results table last.
+# and a random SmolLM2-135M-shaped model at batch 1 and 4 and with prefix reuse, measures the
+# device's copy bandwidth for the decode bound, and prints a short results table last.
 #
 #   bash bench/gpu_check.sh            (from anywhere; PYTHON=... to pick the interpreter)
 set -uo pipefail
@@ -27,31 +28,22 @@ timeout 300 "$PY" -m pytest -q -p no:cacheprovider tests/neuron/test_onnx_*.py t
 tests_rc=$?
 
 # A random SmolLM2-135M-shaped model (30 layers, 576 hidden, 9/3 heads, vocab 49152) for speed.
-timeout 120 "$PY" - "$OUT/smol135-random" > "$OUT/make.txt" 2>&1 <<'PYEOF'
-import json, shutil, sys
-from pathlib import Path
-import numpy as np
-from cortex.export.llama_onnx import LlamaConfig, build_decoder, save_model, weight_shapes
-out = Path(sys.argv[1]); out.mkdir(parents=True, exist_ok=True)
-cfg = LlamaConfig(num_layers=30, hidden_size=576, num_heads=9, num_kv_heads=3,
-                  intermediate_size=1536, vocab_size=49152, rope_theta=100000.0, rms_eps=1e-5,
-                  tie_word_embeddings=True)
-rng = np.random.default_rng(0)
-weights = {k: (rng.standard_normal(s, dtype=np.float32) * 0.02) if len(s) == 2
-           else np.ones(s, np.float32) for k, s in weight_shapes(cfg).items()}
-save_model(build_decoder(cfg, weights), str(out))
-(out / "config.json").write_text(json.dumps(cfg.to_hf() | {"eos_token_id": 2}))
-for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
-    shutil.copy(Path("models/tiny-chat") / name, out / name)
-PYEOF
+timeout 120 "$PY" bench/random_model.py "$OUT/smol135-random" > "$OUT/make.txt" 2>&1
 extra=()
 [ -f "$OUT/smol135-random/model.onnx" ] && extra=(--model "$OUT/smol135-random")
-timeout 180 "$PY" bench/engine.py --provider cuda "${extra[@]}" > "$OUT/bench.txt" 2>&1
+# Batch 1, batch 4 (scheduler, KV on the device through IOBinding) and second-turn TTFT.
+timeout 300 "$PY" bench/engine.py --provider cuda --repeats 3 --batch --prefix "${extra[@]}" \
+    > "$OUT/bench.txt" 2>&1
 bench_rc=$?
+# Device copy bandwidth (ORT Add over 512 MiB, bound on the device) and the decode bound it sets.
+timeout 60 "$PY" bench/bandwidth.py --provider cuda --model "$OUT/smol135-random" \
+    > "$OUT/bandwidth.txt" 2>&1
 if [ -f "$OUT/smol135-random/model.onnx" ]; then
-    timeout 60 "$PY" bench/engine.py --provider cpu --repeats 3 --model "$OUT/smol135-random" \
-        > "$OUT/bench_cpu.txt" 2>&1
+    timeout 90 "$PY" bench/engine.py --provider cpu --repeats 3 --no-tiny \
+        --model "$OUT/smol135-random" > "$OUT/bench_cpu.txt" 2>&1
 fi
+decode=$(grep '^| smol135-random | CUDA' "$OUT/bench.txt" | awk -F'|' '{print $7}' | tr -d ' ')
+bound=$(awk '/^bound_tok_s/ {print $2}' "$OUT/bandwidth.txt")
 
 echo "=== details in $OUT ==="
 tail -n 25 "$OUT/tests.txt"
@@ -62,6 +54,15 @@ echo "- onnxruntime: $(cat "$OUT/ort.txt")"
 echo "- engine tests (CUDA provider forced): rc=$tests_rc, $(tail -n 1 "$OUT/tests.txt")"
 echo "- benchmark rc=$bench_rc (CUDA):"
 echo
-grep -E '^\||^prefill' "$OUT/bench.txt" || tail -n 20 "$OUT/bench.txt"
+grep -E '^\||^prefill|^batching|^prefix' "$OUT/bench.txt" || tail -n 20 "$OUT/bench.txt"
 [ -f "$OUT/bench_cpu.txt" ] && { echo; echo "same host, CPU provider:"; grep '^|' "$OUT/bench_cpu.txt"; }
+echo
+echo "memory-bandwidth bound (weight bytes per token / measured device copy bandwidth):"
+echo
+echo "| device GB/s | weights MB | bound tok/s | measured batch-1 decode tok/s | fraction |"
+echo "|---|---|---|---|---|"
+gbps=$(awk '/^bandwidth_gbps/ {print $2}' "$OUT/bandwidth.txt")
+mb=$(awk '/^weight_mb/ {print $2}' "$OUT/bandwidth.txt")
+frac=$(awk -v d="${decode:-0}" -v b="${bound:-0}" 'BEGIN { if (b > 0) printf "%.2f", d / b }')
+echo "| ${gbps:-?} | ${mb:-?} | ${bound:-?} | ${decode:-?} | ${frac:-?} |"
 exit $(( tests_rc != 0 || bench_rc != 0 ))

@@ -20,13 +20,8 @@ sys.path[:0] = [str(ROOT)]
 
 import numpy as np  # noqa: E402
 
-from cortex.export.llama_onnx import (  # noqa: E402
-    LlamaConfig,
-    build_decoder,
-    genai_config,
-    save_model,
-    weight_shapes,
-)
+from cortex.export.llama_onnx import LlamaConfig, build_decoder, weight_shapes  # noqa: E402
+from cortex.export.model_files import genai_config, save_model  # noqa: E402
 
 EOS = 2
 

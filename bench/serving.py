@@ -15,10 +15,11 @@ from cortex_onnx.harness import OnnxModel, load_model
 
 from cortex.harness import Finish, GenerationRequest, LoadSpec, Prefilled
 
-WORDS = [
-    *("the history of printing presses and movable type changed how ideas moved across").split(),
-    *("europe while scribes copied manuscripts by hand in quiet monasteries for centuries").split(),
-]
+PROSE = (
+    "the history of printing presses and movable type changed how ideas moved across "
+    "europe while scribes copied manuscripts by hand in quiet monasteries for centuries"
+)
+WORDS = PROSE.split()
 
 
 def text(words: int, salt: int = 0) -> str:
@@ -101,7 +102,7 @@ def bench_prefix(path: str, options: dict[str, Any], history: int, repeats: int)
     """Second-turn TTFT (a one-token answer) after a first turn of ``history`` prompt tokens."""
 
     async def second_turn(model: OnnxModel, salt: int) -> tuple[float, Finish]:
-        words = history * 3 // 4  # the filler runs at about 1.3 tokens per word
+        words = history * 10 // 22  # the filler runs at about 2.2 tokens per word
         chat = [{"role": "user", "content": f"{salt} " + text(words, salt)}]
         first = await finish_of(
             model, GenerationRequest(messages=chat, temperature=0, max_tokens=16)

@@ -26,12 +26,8 @@ sys.path.insert(0, str(ROOT / "tools"))
 
 import llama_reference  # noqa: E402
 
-from cortex.export.llama_onnx import (  # noqa: E402
-    LlamaConfig,
-    build_decoder,
-    save_model,
-    weight_shapes,
-)
+from cortex.export.llama_onnx import LlamaConfig, build_decoder, weight_shapes  # noqa: E402
+from cortex.export.model_files import save_model  # noqa: E402
 
 SEED = 20240601
 SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]

@@ -16,7 +16,8 @@ from typing import Any
 from cortex.export import ExportError, ggml
 from cortex.export.gguf import GGUFFile
 from cortex.export.gguf_tokenizer import tokenizer_files
-from cortex.export.llama_onnx import LlamaConfig, build_decoder, save_model
+from cortex.export.llama_onnx import LlamaConfig, build_decoder
+from cortex.export.model_files import save_model
 
 DTYPES = ("fp32", "fp16", "int4")
 ARCHITECTURES = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM"}

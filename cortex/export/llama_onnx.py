@@ -1,7 +1,7 @@
 """Build a Llama-architecture decoder as an ONNX graph from numpy weights named like HF's.
 
-Pure construction (numpy + onnx, imported lazily); ``save_model`` is the one function that
-writes files. Two I/O layouts:
+Pure construction (numpy + onnx, imported lazily); ``cortex.export.model_files`` writes the
+result. Two I/O layouts:
 
 - ``"optimum"``: optimum's decoder-with-past layout. Inputs ``input_ids``, ``attention_mask``,
   ``position_ids``, ``past_key_values.N.key/.value`` ([batch, kv_heads, past, head_dim]);
@@ -390,57 +390,3 @@ def _gqa_inputs(g: _Graph, config: LlamaConfig) -> tuple[str, str, str, str]:
     cos = g.const("cos_cache", np.cos(angles).astype(np.float32))
     sin = g.const("sin_cache", np.sin(angles).astype(np.float32))
     return seqlens, total, cos, sin
-
-
-def genai_config(config: LlamaConfig, eos_token_id: int | list[int]) -> dict[str, Any]:
-    """The ``genai_config.json`` that describes a ``"genai"``-layout graph to its readers."""
-    return {
-        "model": {
-            "type": "llama",
-            "context_length": config.max_position_embeddings,
-            "vocab_size": config.vocab_size,
-            "eos_token_id": eos_token_id,
-            "decoder": {
-                "filename": "model.onnx",
-                "num_hidden_layers": config.num_layers,
-                "num_attention_heads": config.num_heads,
-                "num_key_value_heads": config.num_kv_heads,
-                "head_size": config.head_size,
-                "hidden_size": config.hidden_size,
-                "inputs": {
-                    "input_ids": "input_ids",
-                    "attention_mask": "attention_mask",
-                    "past_key_names": "past_key_values.%d.key",
-                    "past_value_names": "past_key_values.%d.value",
-                },
-                "outputs": {
-                    "logits": "logits",
-                    "present_key_names": "present.%d.key",
-                    "present_value_names": "present.%d.value",
-                },
-            },
-        },
-        "search": {"max_length": config.max_position_embeddings, "past_present_share_buffer": True},
-    }
-
-
-def save_model(model: Any, folder: str, filename: str = "model.onnx") -> list[str]:
-    """Write ``model`` with its weights in ``<filename>.data`` beside it; return the files."""
-    import os
-
-    import onnx
-
-    data = filename + ".data"
-    for stale in (filename, data):
-        path = os.path.join(folder, stale)
-        if os.path.exists(path):
-            os.remove(path)
-    onnx.save_model(
-        model,
-        os.path.join(folder, filename),
-        save_as_external_data=True,
-        all_tensors_to_one_file=True,
-        location=data,
-        size_threshold=1024,
-    )
-    return [filename, data]

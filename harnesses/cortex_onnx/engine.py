@@ -1,8 +1,9 @@
 """The decode loop: prefill, then sample one token per step until EOS, a stop string, the token
 budget or cancellation. Runs in a worker thread; ``stream`` bridges it to an async iterator.
 
-Each generation owns its KV cache, so concurrent generations on one session never mix. The
-cancel flag is read before every step, so a closed stream stops within one decode step.
+``Generation`` is one sequence's token side (sampling, output pipeline, ending); ``run`` drives
+one alone, and ``cortex_onnx.scheduler`` drives many in a shared batch through the same class.
+The cancel flag is read before every step, so a closed stream stops within one decode step.
 """
 
 from __future__ import annotations

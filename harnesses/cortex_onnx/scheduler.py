@@ -82,6 +82,9 @@ class Scheduler:
                     self._wake.wait()
                 if self._closed:
                     break
+                for job in [j for j in self._pending if j.generation.cancelled.is_set()]:
+                    self._pending.remove(job)  # closed while waiting for a row
+                    job.end()
                 room = self.max_batch - len(self.batch.rows)
                 joiners = [self._pending.popleft() for _ in range(min(room, len(self._pending)))]
             try:

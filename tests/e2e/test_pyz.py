@@ -65,7 +65,7 @@ def test_harness_entry_points_are_found_inside_the_pyz(pyz: str) -> None:
         timeout=60,
         check=False,
     )
-    assert result.stdout.strip() == "['echo', 'onnx'] cortex_echo", result.stderr
+    assert result.stdout.strip() == "['echo', 'genai', 'onnx'] cortex_echo", result.stderr
 
 
 def test_config_error_exits_2_without_a_traceback(pyz: str) -> None:

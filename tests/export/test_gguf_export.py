@@ -13,7 +13,8 @@ from tokenizers import Tokenizer
 from cortex.export import ggml
 from cortex.export.from_gguf import convert
 from cortex.export.gguf import GGUFFile
-from cortex.export.llama_onnx import build_decoder, save_model
+from cortex.export.llama_onnx import build_decoder
+from cortex.export.model_files import save_model
 from tests.export.gguftiny import (
     CONFIG,
     WEIGHTS,

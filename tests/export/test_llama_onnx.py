@@ -10,13 +10,8 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from cortex.export.llama_onnx import (
-    LlamaConfig,
-    build_decoder,
-    check_weights,
-    save_model,
-    weight_shapes,
-)
+from cortex.export.llama_onnx import LlamaConfig, build_decoder, check_weights, weight_shapes
+from cortex.export.model_files import save_model
 from tests.neuron.onnxtiny import load_tool
 
 CONFIG = LlamaConfig(

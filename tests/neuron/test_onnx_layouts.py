@@ -11,7 +11,8 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 from tokenizers import Tokenizer
 
-from cortex.export.llama_onnx import LlamaConfig, build_decoder, genai_config, save_model
+from cortex.export.llama_onnx import LlamaConfig, build_decoder
+from cortex.export.model_files import genai_config, save_model
 from tests.neuron.onnxtiny import GOLDEN, TINY, collect, load, load_tool, text_of
 
 TEXT_FILES = ["tokenizer.json", "tokenizer_config.json", "chat_template.jinja"]
