@@ -11,6 +11,7 @@
         ├── PayloadTooLarge     413
         ├── QueueFull           429 + Retry-After
         ├── UpstreamFailed      502: the neuron failed
+        │   └── UpstreamUnreachable  502: refused or reset before any byte (retry once)
         ├── Unavailable         503 + Retry-After: nothing healthy can serve it now
         ├── UpstreamTimeout     504: the neuron went silent
         └── InsufficientMemory  507 (neuron): the model does not fit
@@ -88,6 +89,11 @@ class QueueFull(ApiError):
 
 class UpstreamFailed(ApiError):
     status, type, code = 502, "api_error", "upstream_failed"
+
+
+class UpstreamUnreachable(UpstreamFailed):
+    """The connection was refused or dropped before any response byte: nothing was
+    generated, so the request may be sent to another node once."""
 
 
 class Unavailable(ApiError):

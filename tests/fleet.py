@@ -119,7 +119,7 @@ async def start_gateway(
     eviction: EvictionSection | None = None,
     **gateway: Any,
 ) -> AsyncIterator[RunningGateway]:
-    section = attrs.evolve(GatewaySection(), poll_interval_s=60, keepalive_s=1, **gateway)
+    section = attrs.evolve(GatewaySection(), **{"poll_interval_s": 60, "keepalive_s": 1, **gateway})
     config = GatewayConfig(
         gateway=section,
         eviction=eviction or EvictionSection(),

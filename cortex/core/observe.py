@@ -7,7 +7,7 @@ gateway's ``FleetStore`` swaps it in. Usage bookkeeping the neuron cannot know
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import attrs
 
@@ -154,6 +154,29 @@ def set_counts(node: NodeView, model_id: str, in_flight: int, queued: int) -> No
     if old is None:
         return node
     return set_model(node, attrs.evolve(old, in_flight=in_flight, queued=queued))
+
+
+# One model's gateway-side usage: (model id, (in flight, queued) or None to keep them,
+# last used or None to keep it).
+Usage = tuple[str, tuple[int, int] | None, float | None]
+
+
+def apply_usage(node: NodeView, changes: Sequence[Usage]) -> NodeView:
+    """Several ``set_counts``/``touch`` at once, in their order: each changed model
+    moves last, as ``set_model`` moves it; models not on the node are skipped."""
+    by_id = {m.id: m for m in node.models}
+    moved: dict[str, ModelOnNode] = {}
+    for model_id, counts, used in changes:
+        old = moved.pop(model_id, None) or by_id.get(model_id)
+        if old is None:
+            continue
+        in_flight, queued = (old.in_flight, old.queued) if counts is None else counts
+        last_used = old.last_used if used is None else used
+        moved[model_id] = attrs.evolve(old, in_flight=in_flight, queued=queued, last_used=last_used)
+    if not moved:
+        return node
+    kept = tuple(m for m in node.models if m.id not in moved)
+    return attrs.evolve(node, models=kept + tuple(moved.values()))
 
 
 def add_pending(node: NodeView, model_id: str, delta: int) -> NodeView:

@@ -39,31 +39,41 @@ class Ticket:
         self._held = False
         self.waited = False
 
+    def enter_now(self) -> bool:
+        """Take a running slot at once if one is free and nobody waits (no task, no
+        await: the common case); False when the caller must queue with ``async with``."""
+        gate = self._admission.gate(self._key)
+        if gate.running >= self._limit or gate.waiters:
+            return False
+        gate.running += 1
+        self._held = True
+        self._admission.store.add_count(*self._key, 1, 0)
+        return True
+
     async def __aenter__(self) -> Ticket:
+        if self.enter_now():
+            return self
         gate = self._admission.gate(self._key)
         store, (node, model) = self._admission.store, self._key
-        if gate.running < self._limit and not gate.waiters:
-            gate.running += 1
-        else:
-            if len(gate.waiters) >= self._admission.max_queue:
-                raise QueueFull(
-                    f"model {model!r} on {node} has {len(gate.waiters)} requests queued",
-                    retry_after_s=1,
-                )
-            self.waited = True
-            waiter = asyncio.get_running_loop().create_future()
-            gate.waiters.append(waiter)
-            store.add_count(node, model, 0, 1)
-            try:
-                await waiter
-            except BaseException:
-                if waiter.done() and not waiter.cancelled():
-                    gate.release()  # granted just as we were cancelled: pass it on
-                else:
-                    gate.waiters.remove(waiter)
-                raise
-            finally:
-                store.add_count(node, model, 0, -1)
+        if len(gate.waiters) >= self._admission.max_queue:
+            raise QueueFull(
+                f"model {model!r} on {node} has {len(gate.waiters)} requests queued",
+                retry_after_s=1,
+            )
+        self.waited = True
+        waiter = asyncio.get_running_loop().create_future()
+        gate.waiters.append(waiter)
+        store.add_count(node, model, 0, 1)
+        try:
+            await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                gate.release()  # granted just as we were cancelled: pass it on
+            else:
+                gate.waiters.remove(waiter)
+            raise
+        finally:
+            store.add_count(node, model, 0, -1)
         self._held = True
         store.add_count(node, model, 1, 0)
         return self

@@ -34,6 +34,7 @@ from cortex.core.translate import (
 from cortex.errors import BY_STATUS, Unavailable, UpstreamFailed, UpstreamTimeout
 from cortex.gateway.context import CURRENT, RequestContext
 from cortex.gateway.dispatch import Placement
+from cortex.gateway.failover import place_and_send
 from cortex.gateway.metrics import Tap
 from cortex.gateway.openai_routes import read_json, send_upstream
 from cortex.gateway.proxy import ClientLink, read_whole
@@ -139,11 +140,16 @@ async def messages(request: web.Request) -> web.StreamResponse:
     stops: list[str] = chat.get("stop", [])
     link = ClientLink(request, ANTHROPIC, KEEPALIVE, {"x-request-id": ctx.request_id})
     ctx.link = link
-    placement = await state.dispatcher.place(body["model"], ctx, link if stream else None)
-    chat["model"] = placement.profile.id  # the neuron knows the model by its id
+
+    async def send(placement: Placement) -> aiohttp.ClientResponse:
+        chat["model"] = placement.profile.id  # the neuron knows the model by its id
+        return await _send(state, placement, ctx, chat, stream=stream)
+
+    placement, upstream = await place_and_send(
+        state, ctx, link if stream else None, body["model"], send
+    )
     message_id = new_message_id()
     try:
-        upstream = await _send(state, placement, ctx, chat, stream=stream)
         if stream:
             translator = AnthropicStreamTranslator(
                 model=body["model"], message_id=message_id, stop_sequences=stops

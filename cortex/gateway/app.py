@@ -113,9 +113,9 @@ def _request_id(given: str) -> str:
 
 def _record(state: GatewayState, ctx: RequestContext) -> None:
     """Metrics, the last-minute window and the request's one log line."""
-    view, catalogue = state.store.view, state.store.catalogue
+    store, catalogue = state.store, state.store.catalogue
     done = state.metrics.finish(
-        ctx, lambda m: catalogue.get(m) is not None or any(n.model(m) for n in view.nodes)
+        ctx, lambda m: catalogue.get(m) is not None or any(n.model(m) for n in store.view.nodes)
     )
     state.metrics.recent.add(
         done.model,
@@ -124,6 +124,8 @@ def _record(state: GatewayState, ctx: RequestContext) -> None:
         tokens_per_second=done.tokens_per_second,
         completion_tokens=done.completion_tokens,
     )
+    if not access.isEnabledFor(logging.INFO):
+        return  # the line's fields are not even gathered
     access.info(
         "request",
         extra={

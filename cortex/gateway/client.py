@@ -14,7 +14,11 @@ from urllib.parse import quote
 
 import aiohttp
 
-from cortex.errors import BY_STATUS, ApiError, UpstreamFailed, UpstreamTimeout
+from cortex.errors import BY_STATUS, ApiError, UpstreamFailed, UpstreamTimeout, UpstreamUnreachable
+
+# Neurons sit on the same network: a connection is accepted in milliseconds, and one
+# lost SYN is retried after a second. Past this the node is treated as unreachable.
+CONNECT_TIMEOUT_S = 3.0
 
 
 class NeuronClient:
@@ -34,18 +38,24 @@ class NeuronClient:
                 url,
                 json=body,
                 headers=self.headers,
-                timeout=aiohttp.ClientTimeout(total=timeout),
+                timeout=aiohttp.ClientTimeout(
+                    total=timeout, sock_connect=min(timeout, CONNECT_TIMEOUT_S)
+                ),
             ) as response:
                 raw = await response.read()
                 status = response.status
+        except aiohttp.ConnectionTimeoutError:
+            raise UpstreamUnreachable(f"neuron {self.name} did not accept a connection") from None
         except asyncio.TimeoutError:
             raise UpstreamTimeout(
                 f"neuron {self.name} did not answer {path} in {timeout:g} s"
             ) from None
-        except aiohttp.ClientError as exc:
-            raise UpstreamFailed(
+        except aiohttp.ClientConnectionError as exc:
+            raise UpstreamUnreachable(
                 f"neuron {self.name} is unreachable: {type(exc).__name__}"
             ) from None
+        except aiohttp.ClientError as exc:
+            raise UpstreamFailed(f"neuron {self.name} failed: {type(exc).__name__}") from None
         try:
             data = json.loads(raw) if raw else None
         except ValueError:

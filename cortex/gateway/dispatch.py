@@ -17,11 +17,19 @@ import attrs
 
 from cortex.core.catalogue import default_profile
 from cortex.core.config import GatewayConfig, ModelConfig
-from cortex.core.fleet import LOADING
-from cortex.core.observe import add_pending, touch
+from cortex.core.fleet import LOADING, FleetView
+from cortex.core.observe import add_pending
 from cortex.core.rewrite import host_of, is_loopback_host, rewrite_loopback
 from cortex.core.router import EvictThenLoad, Load, Reject, Serve, route
-from cortex.errors import BY_STATUS, ApiError, QueueFull, Unavailable, UpstreamFailed
+from cortex.errors import (
+    BY_STATUS,
+    ApiError,
+    QueueFull,
+    Unavailable,
+    UpstreamFailed,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+)
 from cortex.gateway.admission import Admission, Ticket
 from cortex.gateway.client import NeuronClient
 from cortex.gateway.context import RequestContext
@@ -33,6 +41,8 @@ log = logging.getLogger("cortex.gateway")
 
 # A decision can be overtaken (a node dies mid-load); re-route this many times.
 MAX_ATTEMPTS = 3
+# The endpoint lookup is a dictionary read on the neuron; silence this long means trouble.
+ENDPOINT_TIMEOUT_S = 5.0
 
 
 @attrs.frozen
@@ -71,14 +81,25 @@ class Dispatcher:
     def profile(self, model_id: str) -> ModelConfig:
         return self.store.catalogue.get(model_id) or default_profile(model_id)
 
-    async def place(self, name: str, ctx: RequestContext, link: ClientLink | None) -> Placement:
-        """Route ``name`` and return an admitted placement (exit its ticket when done)."""
+    async def place(
+        self,
+        name: str,
+        ctx: RequestContext,
+        link: ClientLink | None,
+        exclude: frozenset[str] = frozenset(),
+    ) -> Placement:
+        """Route ``name`` and return an admitted placement (exit its ticket when done).
+
+        Nodes in ``exclude`` (one that just refused the connection) are hidden from the
+        router as if they were down; the router itself stays a pure function of its view.
+        """
         keepalive = self.config.gateway.keepalive_s
         failures = 0
         deadline = self.clock() + self.config.gateway.load_timeout_s  # for waits for room
         while True:
+            view = without(self.store.view, exclude)
             decision = route(
-                self.store.view,
+                view,
                 self.store.catalogue,
                 name,
                 self.clock(),
@@ -94,7 +115,7 @@ class Dispatcher:
             node, model_id = decision.node, decision.model_id
             profile = self.profile(model_id)
             ctx.model, ctx.node = model_id, node
-            entry = (n := self.store.view.node(node)) and n.model(model_id)
+            entry = (n := view.node(node)) and n.model(model_id)
             if isinstance(decision, Serve) and entry and entry.status != LOADING:
                 return await self._admit(node, profile, ctx, link)
             # Cold: start or join the one load, and hold the model against eviction
@@ -168,16 +189,18 @@ class Dispatcher:
         self, node: str, profile: ModelConfig, ctx: RequestContext, link: ClientLink | None
     ) -> Placement:
         ticket = self.admission.ticket(node, profile.id, profile.max_concurrency)
-        started = time.perf_counter()
-        await with_keepalive(ticket.__aenter__(), link, self.config.gateway.keepalive_s)
-        ctx.queue_s += time.perf_counter() - started
-        try:
-            url = await self.endpoint(node, profile.id)
-        except BaseException:
-            await ticket.__aexit__(None, None, None)
-            raise
-        now = self.clock()
-        self.store.update(node, lambda n: touch(n, profile.id, now))
+        if not ticket.enter_now():  # a free slot needs no keep-alive task
+            started = time.perf_counter()
+            await with_keepalive(ticket.__aenter__(), link, self.config.gateway.keepalive_s)
+            ctx.queue_s += time.perf_counter() - started
+        url = self.store.endpoints.get((node, profile.id))
+        if url is None:
+            try:
+                url = await self.endpoint(node, profile.id)
+            except BaseException:
+                await ticket.__aexit__(None, None, None)
+                raise
+        self.store.touch(node, profile.id, self.clock())
         return Placement(node, profile, url, ticket)
 
     async def endpoint(self, node: str, model_id: str) -> str:
@@ -187,7 +210,11 @@ class Dispatcher:
         if url is not None:
             return url
         client = self.clients[node]
-        reported = await client.endpoint_of(model_id, timeout=10)
+        try:
+            reported = await client.endpoint_of(model_id, timeout=ENDPOINT_TIMEOUT_S)
+        except UpstreamTimeout as exc:
+            # A GET that changes nothing and precedes the request: as good as refused.
+            raise UpstreamUnreachable(exc.message) from None
         url, warning = rewrite_loopback(reported, client.endpoint)
         if warning:
             log.warning("neuron %s: %s", node, warning)
@@ -204,3 +231,12 @@ class Dispatcher:
             raise UpstreamFailed(f"neuron {node} reported an endpoint outside the fleet")
         self.store.endpoints[key] = url
         return url
+
+
+def without(view: FleetView, exclude: frozenset[str]) -> FleetView:
+    """``view`` with the ``exclude``d nodes marked down (the same view when none are)."""
+    if not exclude:
+        return view
+    return FleetView(
+        tuple(attrs.evolve(n, healthy=False) if n.name in exclude else n for n in view.nodes)
+    )

@@ -33,6 +33,7 @@ USAGE_SPAN = 1024  # a usage object is far shorter: chunks kept after its mark, 
 # The first chunk that carries generated text or a tool call (the role chunk does not).
 _TOKEN_MARKS = (b'"content":"', b'"text":"', b'"tool_calls":')
 _DECODER = json.JSONDecoder()
+MAX_CHILDREN = 4096  # cached label children; past it the cache starts over
 # Unloads the gateway decides on its own count as evictions; an operator's do not.
 NOT_EVICTIONS = frozenset({"admin"})
 
@@ -168,6 +169,7 @@ class GatewayMetrics:
         )
         self.model_series: set[tuple[str, str]] = set()
         self.recent = RecentStats()
+        self._children: dict[tuple[Any, tuple[str, ...]], Any] = {}
 
     def tap(self, ctx: RequestContext) -> Tap:
         return Tap(ctx)
@@ -190,29 +192,41 @@ class GatewayMetrics:
             node = str(fields.get("node", ""))
             self.evicted(str(fields.get("model", "")), node, str(fields.get("reason", "")))
 
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """``metric.labels(*labels)``, cached: a lookup there takes a lock and checks
+        every label on each call. Label values are bounded (unknown models share "")."""
+        key = (metric, labels)
+        found = self._children.get(key)
+        if found is None:
+            if len(self._children) >= MAX_CHILDREN:
+                self._children.clear()
+            found = self._children[key] = metric.labels(*labels)
+        return found
+
     def finish(self, ctx: RequestContext, known_model: Callable[[str], bool]) -> Outcome:
         """Record one request, whatever its outcome (a client gone included)."""
         if ctx.usage_chunks:
             ctx.usage = parse_usage(b"".join(ctx.usage_chunks)) or ctx.usage
         outcome = outcome_of(ctx, known_model, time.perf_counter())
         labels = (outcome.model, outcome.node)
-        self.requests.labels(*labels, outcome.api, str(outcome.status)).inc()
+        child = self._child
+        child(self.requests, *labels, outcome.api, str(outcome.status)).inc()
         if outcome.status >= 400:
-            self.errors.labels(*labels, error_kind(outcome.status)).inc()
+            child(self.errors, *labels, error_kind(outcome.status)).inc()
         if outcome.cold_start:
-            self.cold_starts.labels(*labels).inc()
-        self.duration.labels(*labels).observe(outcome.duration_s)
+            child(self.cold_starts, *labels).inc()
+        child(self.duration, *labels).observe(outcome.duration_s)
         if outcome.prompt_tokens > 0:
-            self.prompt_tokens.labels(*labels).inc(outcome.prompt_tokens)
+            child(self.prompt_tokens, *labels).inc(outcome.prompt_tokens)
         if outcome.completion_tokens > 0:
-            self.completion_tokens.labels(*labels).inc(outcome.completion_tokens)
+            child(self.completion_tokens, *labels).inc(outcome.completion_tokens)
         if outcome.ttft_s is not None and outcome.prefill_s is not None:
-            self.ttft.labels(*labels).observe(outcome.ttft_s)
-            self.queue.labels(*labels).observe(outcome.queue_s)
-            self.load.labels(*labels).observe(outcome.load_s)
-            self.prefill.labels(*labels).observe(outcome.prefill_s)
+            child(self.ttft, *labels).observe(outcome.ttft_s)
+            child(self.queue, *labels).observe(outcome.queue_s)
+            child(self.load, *labels).observe(outcome.load_s)
+            child(self.prefill, *labels).observe(outcome.prefill_s)
         if outcome.tokens_per_second is not None:
-            self.tps.labels(*labels).observe(outcome.tokens_per_second)
+            child(self.tps, *labels).observe(outcome.tokens_per_second)
         return outcome
 
     def exposition(self) -> bytes:

@@ -15,9 +15,11 @@ import aiohttp
 from aiohttp import web
 
 from cortex.core.envelopes import OPENAI
+from cortex.core.nesting import MAX_JSON_DEPTH, too_deep
 from cortex.errors import BadRequest, PayloadTooLarge
 from cortex.gateway.context import CURRENT, RequestContext
 from cortex.gateway.dispatch import Placement
+from cortex.gateway.failover import place_and_send
 from cortex.gateway.proxy import ClientLink, open_upstream, read_whole, relay, upstream_error
 from cortex.gateway.state import GatewayState, gateway_state
 
@@ -36,8 +38,12 @@ async def read_json(request: web.Request, limit: int) -> tuple[bytes, dict[str, 
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest(f"the body is not valid JSON: {exc}") from None
+    except RecursionError:  # nested past the interpreter's own limit
+        raise BadRequest(f"the body nests deeper than {MAX_JSON_DEPTH} levels") from None
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object")
+    if too_deep(raw, body):
+        raise BadRequest(f"the body nests deeper than {MAX_JSON_DEPTH} levels")
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise BadRequest("model is required and must be a string", param="model")
@@ -82,16 +88,13 @@ async def send_upstream(
 
 async def forward(
     state: GatewayState,
-    placement: Placement,
+    upstream: aiohttp.ClientResponse,
     ctx: RequestContext,
-    raw: bytes,
     *,
-    path: str,
     stream: bool,
     link: ClientLink,
 ) -> web.StreamResponse:
-    """Send ``raw`` to the placed neuron and relay its answer."""
-    upstream = await send_upstream(state, placement, ctx, raw, path=path, stream=stream)
+    """Relay the neuron's open answer to the client."""
     if stream:
         return await relay(upstream, link, tap=state.metrics.tap(ctx))
     body = await read_whole(upstream)
@@ -111,12 +114,19 @@ def openai_handler(path: str) -> Any:
         stream = bool(body.get("stream"))
         link = ClientLink(request, OPENAI, KEEPALIVE, {"x-request-id": ctx.request_id})
         ctx.link = link
-        placement = await state.dispatcher.place(body["model"], ctx, link if stream else None)
-        if body["model"] != placement.profile.id:
-            # An alias: the neuron knows the model by its id. Only then is the body rewritten.
-            raw = json.dumps({**body, "model": placement.profile.id}).encode()
+
+        async def send(placement: Placement) -> aiohttp.ClientResponse:
+            data = raw
+            if body["model"] != placement.profile.id:
+                # An alias: the neuron knows the model by its id. Only then is the body rewritten.
+                data = json.dumps({**body, "model": placement.profile.id}).encode()
+            return await send_upstream(state, placement, ctx, data, path=path, stream=stream)
+
+        placement, upstream = await place_and_send(
+            state, ctx, link if stream else None, body["model"], send
+        )
         try:
-            return await forward(state, placement, ctx, raw, path=path, stream=stream, link=link)
+            return await forward(state, upstream, ctx, stream=stream, link=link)
         finally:
             await placement.release()
 

@@ -19,8 +19,8 @@ import aiohttp
 from aiohttp import web
 
 from cortex.core.envelopes import stream_error_frame
-from cortex.errors import ApiError, UpstreamFailed, UpstreamTimeout
-from cortex.gateway.client import error_from_neuron
+from cortex.errors import ApiError, UpstreamFailed, UpstreamTimeout, UpstreamUnreachable
+from cortex.gateway.client import CONNECT_TIMEOUT_S, error_from_neuron
 
 log = logging.getLogger("cortex.gateway.proxy")
 
@@ -95,21 +95,25 @@ async def open_upstream(
     idle_timeout_s: float,
     total_timeout_s: float,
 ) -> aiohttp.ClientResponse:
-    """Send the request; raises ``UpstreamFailed`` for a refused or reset connection
-    before any response byte (the caller may retry elsewhere)."""
+    """Send the request; raises ``UpstreamUnreachable`` for a refused or reset
+    connection before any response byte (the caller may retry elsewhere)."""
     # Streams: a read may wait at most idle_timeout_s (SPEC: not a total deadline).
     # Non-streams send nothing until the answer is whole, so only the total bounds them.
     timeout = aiohttp.ClientTimeout(
         total=None if stream else total_timeout_s,
-        sock_connect=10,
+        sock_connect=CONNECT_TIMEOUT_S,
         sock_read=idle_timeout_s if stream else None,
     )
     try:
         return await session.post(url, data=body, headers=headers, timeout=timeout)
+    except aiohttp.ConnectionTimeoutError:  # nothing was sent: as good as refused
+        raise UpstreamUnreachable("the neuron did not accept a connection") from None
     except asyncio.TimeoutError:
         raise UpstreamTimeout("the neuron sent nothing in time") from None
+    except aiohttp.ClientConnectionError as exc:  # refused, reset, closed: nothing generated
+        raise UpstreamUnreachable(f"the neuron is unreachable: {type(exc).__name__}") from None
     except aiohttp.ClientError as exc:
-        raise UpstreamFailed(f"the neuron is unreachable: {type(exc).__name__}") from None
+        raise UpstreamFailed(f"the neuron failed: {type(exc).__name__}") from None
 
 
 async def relay(

@@ -35,11 +35,25 @@ def split_listen(listen: str) -> tuple[str, int]:
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
+# Header limits (aiohttp answers 400 past them, before any handler runs): a request
+# line or one header up to 8 KiB, at most 100 headers. API keys and ids fit easily.
+MAX_LINE_BYTES = 8190
+MAX_HEADERS = 100
+
+
 async def start_site(app: web.Application, listen: str) -> tuple[web.AppRunner, int]:
-    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+    runner = web.AppRunner(
+        app,
+        handler_cancellation=True,
+        access_log=None,
+        shutdown_timeout=DRAIN_BOUND_S,
+        max_line_size=MAX_LINE_BYTES,
+        max_field_size=MAX_LINE_BYTES,
+        max_headers=MAX_HEADERS,
+    )
     await runner.setup()
     host, port = split_listen(listen)
-    site = web.TCPSite(runner, host, port, shutdown_timeout=DRAIN_BOUND_S, reuse_address=True)
+    site = web.TCPSite(runner, host, port, reuse_address=True)
     await site.start()
     return runner, runner.addresses[0][1]
 

@@ -24,6 +24,7 @@ from cortex import __version__
 from cortex.core import wire
 from cortex.core.config import NeuronConfig
 from cortex.core.envelopes import OPENAI, error_body, error_headers
+from cortex.core.nesting import MAX_JSON_DEPTH, too_deep
 from cortex.errors import ApiError, BadRequest, NotFound, PayloadTooLarge, Unauthorized
 from cortex.harness import DeviceInfo, HarnessError
 from cortex.neuron import discovery
@@ -71,9 +72,14 @@ async def _json_body(request: web.Request) -> Any:
     except web.HTTPRequestEntityTooLarge:
         raise PayloadTooLarge(f"the body exceeds {MAX_BODY_BYTES} bytes") from None
     try:
-        return json.loads(raw)
+        body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest(f"the body is not valid JSON: {exc}") from None
+    except RecursionError:  # nested past the interpreter's own limit
+        raise BadRequest(f"the body nests deeper than {MAX_JSON_DEPTH} levels") from None
+    if too_deep(raw, body):
+        raise BadRequest(f"the body nests deeper than {MAX_JSON_DEPTH} levels")
+    return body
 
 
 # -- middleware -----------------------------------------------------------------
@@ -354,8 +360,14 @@ def _probe_providers(registry: HarnessRegistry) -> tuple[str, ...]:
 
 
 async def _probe(state: NeuronState) -> None:
-    """Ask each harness for its providers in a thread: it may import onnxruntime."""
-    state.providers = await asyncio.to_thread(_probe_providers, state.registry.harnesses)
+    """Ask each harness for its providers in a thread: it may import onnxruntime.
+
+    Loads wait for it (``registry.imports_settled``): two threads importing numpy
+    for the first time at once can leave it half-initialised."""
+    try:
+        state.providers = await asyncio.to_thread(_probe_providers, state.registry.harnesses)
+    finally:
+        state.registry.imports_settled.set()
 
 
 async def _preload(state: NeuronState) -> None:

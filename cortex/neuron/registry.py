@@ -115,6 +115,8 @@ class ModelRegistry:
         self.default_harness = default_harness
         self.metrics = metrics
         self.slots: dict[str, ModelSlot] = {}
+        # Set once the start-up provider probe has finished its heavy imports.
+        self.imports_settled = asyncio.Event()
 
     # -- placement and accounting -------------------------------------------------
 
@@ -167,6 +169,7 @@ class ModelRegistry:
 
     async def load(self, request: LoadRequest) -> ModelSlot:
         """Load (or join the load of) a model; idempotent for an identical spec."""
+        await self.imports_settled.wait()  # before any check: no await between them below
         harness_name = request.harness or self.default_harness
         source = request.source or request.model_id
         slot = self.slots.get(request.model_id)

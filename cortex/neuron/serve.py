@@ -30,9 +30,11 @@ async def run_neuron(
 ) -> None:
     state = await build_state(config, models_dir, harnesses)
     app = create_app(state)
-    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+    runner = web.AppRunner(
+        app, handler_cancellation=True, access_log=None, shutdown_timeout=SHUTDOWN_BOUND_S
+    )
     await runner.setup()
-    site = web.TCPSite(runner, config.host, config.port, shutdown_timeout=SHUTDOWN_BOUND_S)
+    site = web.TCPSite(runner, config.host, config.port)
     await site.start()
     state.port = runner.addresses[0][1]
     if config.token == "" and config.host not in ("127.0.0.1", "localhost", "::1"):
