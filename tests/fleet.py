@@ -31,9 +31,9 @@ from cortex.gateway.app import create_app as create_gateway_app
 from cortex.gateway.app import create_metrics_app
 from cortex.gateway.poller import poll_once
 from cortex.gateway.state import GatewayState
-from cortex.neuron.app import NeuronState
 from cortex.neuron.app import build_state as build_neuron_state
 from cortex.neuron.app import create_app as create_neuron_app
+from cortex.neuron.state import NeuronState
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

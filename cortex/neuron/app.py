@@ -1,4 +1,4 @@
-"""The neuron's HTTP API (SPEC section 2): lifecycle, discovery, health, inference.
+"""The neuron's HTTP API (SPEC section 2): lifecycle, discovery, health, metrics.
 
 I/O shell over ``ModelRegistry`` and the harnesses. Every error leaves as the
 OpenAI-style JSON envelope; no route ever answers plain text or a traceback.
@@ -9,83 +9,39 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
-import json
 import logging
-import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import unquote
 
-import attrs
 from aiohttp import web
 
 from cortex import __version__
 from cortex.core import wire
 from cortex.core.config import NeuronConfig
 from cortex.core.envelopes import OPENAI, error_body, error_headers
-from cortex.core.nesting import MAX_JSON_DEPTH, too_deep
-from cortex.errors import ApiError, BadRequest, NotFound, PayloadTooLarge, Unauthorized
-from cortex.harness import DeviceInfo, HarnessError
-from cortex.neuron import discovery
-from cortex.neuron.generate import serve
+from cortex.errors import ApiError, BadRequest, NotFound, Unauthorized
+from cortex.harness import HarnessError
+from cortex.neuron import discovery, inference_routes
 from cortex.neuron.metrics import NeuronMetrics
 from cortex.neuron.plugins import HarnessRegistry
 from cortex.neuron.registry import ModelRegistry, api_error_from
-from cortex.neuron.requests import parse_chat, parse_completion, wants_usage_chunk
+from cortex.neuron.state import (
+    MAX_BODY_BYTES,
+    STATE,
+    Handler,
+    NeuronState,
+    decode,
+    json_body,
+    neuron_state,
+)
 
 log = logging.getLogger("cortex.neuron")
 
-MAX_BODY_BYTES = 32 * 1024 * 1024  # long agent conversations with images stay below this
 GPU_REFRESH_S = 2.0  # nvidia-smi is slow; /health serves the last reading
 
-
-@attrs.define
-class NeuronState:
-    config: NeuronConfig
-    registry: ModelRegistry
-    metrics: NeuronMetrics
-    devices: list[DeviceInfo]
-    started: float = attrs.field(factory=time.monotonic)
-    instance_id: str = attrs.field(factory=lambda: secrets.token_hex(8))
-    status: str = "starting"
-    port: int = 0
-    gpu_readings: list[discovery.GpuReading] = attrs.field(factory=list)
-    driver: tuple[str | None, str | None] = (None, None)
-    providers: tuple[str, ...] = ()  # execution providers of every harness, probed after start
-
-    @property
-    def bind_url(self) -> str:
-        return f"http://localhost:{self.port}"
-
-
-STATE = web.AppKey("state", NeuronState)
-
-
-def _state(request: web.Request) -> NeuronState:
-    return request.app[STATE]
-
-
-async def _json_body(request: web.Request) -> Any:
-    try:
-        raw = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise PayloadTooLarge(f"the body exceeds {MAX_BODY_BYTES} bytes") from None
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"the body is not valid JSON: {exc}") from None
-    except RecursionError:  # nested past the interpreter's own limit
-        raise BadRequest(f"the body nests deeper than {MAX_JSON_DEPTH} levels") from None
-    if too_deep(raw, body):
-        raise BadRequest(f"the body nests deeper than {MAX_JSON_DEPTH} levels")
-    return body
-
-
 # -- middleware -----------------------------------------------------------------
-
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 @web.middleware
@@ -134,7 +90,7 @@ def auth_middleware(token: str) -> Any:
 
 
 async def get_discovery(request: web.Request) -> web.Response:
-    state = _state(request)
+    state = neuron_state(request)
     total, _ = discovery.meminfo_mb()
     gpus = {g.index: g for g in state.gpu_readings}
     body = wire.Discovery(
@@ -182,7 +138,7 @@ def device_health(state: NeuronState) -> list[wire.DeviceHealth]:
 
 
 async def get_health(request: web.Request) -> web.Response:
-    state = _state(request)
+    state = neuron_state(request)
     body = wire.Health(
         status=state.status,
         uptime_s=round(time.monotonic() - state.started, 3),
@@ -196,7 +152,7 @@ async def get_health(request: web.Request) -> web.Response:
 
 
 async def get_models(request: web.Request) -> web.Response:
-    state = _state(request)
+    state = neuron_state(request)
     return web.json_response(
         [
             wire.encode(
@@ -218,16 +174,9 @@ async def get_models(request: web.Request) -> web.Response:
     )
 
 
-def _decode(data: Any, cls: type[Any]) -> Any:
-    try:
-        return wire.decode(data, cls)
-    except wire.WireError as exc:
-        raise BadRequest(str(exc)) from None
-
-
 async def post_load(request: web.Request) -> web.Response:
-    state = _state(request)
-    spec: wire.LoadRequest = _decode(await _json_body(request), wire.LoadRequest)
+    state = neuron_state(request)
+    spec: wire.LoadRequest = decode(await json_body(request), wire.LoadRequest)
     slot = await state.registry.load(spec)
     return web.json_response(
         wire.encode(wire.LoadResult("loaded", slot.model_id, slot.vram_used_mb))
@@ -235,10 +184,10 @@ async def post_load(request: web.Request) -> web.Response:
 
 
 async def post_unload(request: web.Request) -> web.Response:
-    body = await _json_body(request)
+    body = await json_body(request)
     if not isinstance(body, dict) or not isinstance(body.get("model_id"), str):
         raise BadRequest("model_id is required", param="model_id")
-    await _state(request).registry.unload(body["model_id"])
+    await neuron_state(request).registry.unload(body["model_id"])
     return web.json_response({"status": "unloaded", "model_id": body["model_id"]})
 
 
@@ -249,89 +198,15 @@ async def get_model_path(request: web.Request) -> web.Response:
     if not (raw.startswith(prefix) and raw.endswith(suffix)) or len(raw) <= len(prefix + suffix):
         raise NotFound(f"no route GET {request.path}")
     model_id = unquote(raw[len(prefix) : -len(suffix)])
-    state = _state(request)
+    state = neuron_state(request)
     slot = state.registry.slots.get(model_id)
     if slot is None or slot.status != "loaded":
         raise NotFound(f"model {model_id!r} is not loaded on this neuron", code="model_not_found")
     return web.json_response({"url": state.bind_url})
 
 
-async def post_tokenize(request: web.Request) -> web.Response:
-    state = _state(request)
-    body = await _json_body(request)
-    if not isinstance(body, dict) or not isinstance(body.get("model"), str):
-        raise BadRequest("model is required", param="model")
-    messages, tools, prompt = body.get("messages"), body.get("tools"), body.get("prompt")
-    if messages is None and prompt is None:
-        raise BadRequest("messages or prompt is required", param="messages")
-    slot = state.registry.slots.get(body["model"])
-    if slot is not None and slot.model is not None:
-        count = await slot.model.count_tokens(messages, tools, prompt)
-    else:
-        spec = _decode(
-            {
-                "model_id": body["model"],
-                "source": body.get("source"),
-                "harness": body.get("harness"),
-                "options": body.get("options") or {},
-            },
-            wire.LoadRequest,
-        )
-        harness = state.registry.harnesses.get(spec.harness or state.registry.default_harness)
-        count = await harness.count_tokens(state.registry.spec_for(spec), messages, tools, prompt)
-    return web.json_response({"tokens": count})
-
-
-def _chat_or_completion(chat: bool) -> Handler:
-    async def handle(request: web.Request) -> web.StreamResponse:
-        state = _state(request)
-        body = await _json_body(request)
-        request_id = request.headers.get("x-request-id", "")
-        parse = parse_chat if chat else parse_completion
-        generation = parse(body, request_id)
-        slot = state.registry.loaded(body["model"])
-        return await serve(
-            request,
-            slot,
-            generation,
-            chat=chat,
-            stream=bool(body.get("stream")),
-            include_usage=wants_usage_chunk(body),
-            metrics=state.metrics,
-        )
-
-    return handle
-
-
-async def post_embeddings(request: web.Request) -> web.Response:
-    state = _state(request)
-    body = await _json_body(request)
-    if not isinstance(body, dict) or not isinstance(body.get("model"), str):
-        raise BadRequest("model is required", param="model")
-    inputs = body.get("input")
-    if isinstance(inputs, str):
-        inputs = [inputs]
-    if not isinstance(inputs, list) or not inputs or not all(isinstance(i, str) for i in inputs):
-        raise BadRequest("input must be a string or a non-empty list of strings", param="input")
-    slot = state.registry.loaded(body["model"])
-    async with slot.admit() as model:
-        vectors = await model.embed(inputs)
-        tokens = sum([await model.count_tokens(None, None, text) for text in inputs])
-    state.metrics.generation(slot.model_id, tokens, 0, None, 0.0)
-    return web.json_response(
-        {
-            "object": "list",
-            "model": slot.model_id,
-            "data": [
-                {"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)
-            ],
-            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-        }
-    )
-
-
 async def get_metrics(request: web.Request) -> web.Response:
-    state = _state(request)
+    state = neuron_state(request)
     for slot in state.registry.slots.values():
         state.metrics.set_load(slot.model_id, slot.in_flight, slot.queued)
     return web.Response(
@@ -407,10 +282,7 @@ def create_app(state: NeuronState) -> web.Application:
     app.router.add_post("/models/load", post_load)
     app.router.add_post("/models/unload", post_unload)
     app.router.add_get("/models/{tail:.+}", get_model_path)
-    app.router.add_post("/tokenize", post_tokenize)
-    app.router.add_post("/v1/chat/completions", _chat_or_completion(chat=True))
-    app.router.add_post("/v1/completions", _chat_or_completion(chat=False))
-    app.router.add_post("/v1/embeddings", post_embeddings)
+    inference_routes.add_routes(app)
     app.router.add_get("/metrics", get_metrics)
     return app
 
