@@ -70,7 +70,7 @@ async def test_message_round_trips() -> None:
     assert message.id.startswith("msg_") and message.type == "message"
     assert message.role == "assistant" and message.model == "echo"
     assert [b.type for b in message.content] == ["text"]
-    assert message.content[0].text == "one two three"  # type: ignore[union-attr]
+    assert message.content[0].text == "one two three"
     assert message.stop_reason == "end_turn" and message.stop_sequence is None
     assert message.usage.input_tokens == 3 and message.usage.output_tokens == 3
 
@@ -81,7 +81,7 @@ async def test_alias_answers_with_the_name_the_client_asked_for() -> None:
         message = await sdk.messages.create(
             model="parrot", max_tokens=8, messages=[{"role": "user", "content": "hi"}]
         )
-    assert message.model == "parrot" and message.content[0].text == "hi"  # type: ignore[union-attr]
+    assert message.model == "parrot" and message.content[0].text == "hi"
 
 
 async def test_stream_helper_yields_text_and_final_message() -> None:
@@ -93,7 +93,7 @@ async def test_stream_helper_yields_text_and_final_message() -> None:
             pieces = [text async for text in stream.text_stream]
             final = await stream.get_final_message()
     assert pieces == ["one ", "two ", "three"]
-    assert final.content[0].text == "one two three"  # type: ignore[union-attr]
+    assert final.content[0].text == "one two three"
     assert final.stop_reason == "end_turn"
     assert final.usage.input_tokens == 3 and final.usage.output_tokens == 3
 
@@ -132,7 +132,7 @@ async def test_tool_use_across_two_turns() -> None:
         first = await sdk.messages.create(
             model="echo",
             max_tokens=64,
-            tools=[WEATHER_TOOL],  # type: ignore[list-item]
+            tools=[WEATHER_TOOL],
             messages=[{"role": "user", "content": ASK_WEATHER}],
         )
         assert first.stop_reason == "tool_use"
@@ -142,10 +142,10 @@ async def test_tool_use_across_two_turns() -> None:
         second = await sdk.messages.create(
             model="echo",
             max_tokens=64,
-            tools=[WEATHER_TOOL],  # type: ignore[list-item]
+            tools=[WEATHER_TOOL],
             messages=[
                 {"role": "user", "content": ASK_WEATHER},
-                {"role": "assistant", "content": [call.model_dump()]},  # type: ignore[list-item]
+                {"role": "assistant", "content": [call.model_dump()]},
                 {
                     "role": "user",
                     "content": [
@@ -155,7 +155,7 @@ async def test_tool_use_across_two_turns() -> None:
             ],
         )
     assert second.stop_reason == "end_turn"
-    text = second.content[0].text  # type: ignore[union-attr]
+    text = second.content[0].text
     assert "TOOL_RESULT_SEEN" in text and "sunny, 21C" in text
 
 
@@ -165,7 +165,7 @@ async def test_streamed_tool_use_has_id_and_parsed_input() -> None:
         async with sdk.messages.stream(
             model="echo",
             max_tokens=64,
-            tools=[WEATHER_TOOL],  # type: ignore[list-item]
+            tools=[WEATHER_TOOL],
             messages=[{"role": "user", "content": ASK_WEATHER}],
         ) as stream:
             final = await stream.get_final_message()
@@ -193,12 +193,12 @@ async def test_system_prompts_in_every_shape_reach_the_model() -> None:
             ],
             messages=[
                 {"role": "user", "content": "hi"},
-                {"role": "system", "content": "really now"},  # type: ignore[typeddict-item]
+                {"role": "system", "content": "really now"},
             ],
         )
-    assert as_string.content[0].text == "hi"  # type: ignore[union-attr]
+    assert as_string.content[0].text == "hi"
     assert as_string.usage.input_tokens == 3  # the echo harness counts words, system included
-    assert as_blocks.content[0].text == "hi"  # type: ignore[union-attr]
+    assert as_blocks.content[0].text == "hi"
     assert as_blocks.usage.input_tokens == 7
 
 
@@ -222,11 +222,11 @@ async def test_claude_code_shaped_request_is_accepted() -> None:
                         {"type": "text", "text": "say hi", "cache_control": {"type": "ephemeral"}}
                     ],
                 },
-                {"role": "system", "content": "reminder"},  # type: ignore[typeddict-item]
+                {"role": "system", "content": "reminder"},
             ],
             tools=[
-                WEATHER_TOOL,  # type: ignore[list-item]
-                {"name": "Later", "input_schema": {}, "defer_loading": True},  # type: ignore[list-item]
+                WEATHER_TOOL,
+                {"name": "Later", "input_schema": {}, "defer_loading": True},
             ],
             metadata={"user_id": json.dumps({"device_id": "abc", "session_id": "s1"})},
             extra_body={
@@ -240,7 +240,7 @@ async def test_claude_code_shaped_request_is_accepted() -> None:
             },
             extra_query={"beta": "true"},
         )
-    assert message.content[0].text == "say hi"  # type: ignore[union-attr]
+    assert message.content[0].text == "say hi"
 
 
 async def test_stop_sequence_is_reported_with_the_matched_text() -> None:
@@ -257,7 +257,7 @@ async def test_stop_sequence_is_reported_with_the_matched_text() -> None:
             streamed = await stream.get_final_message()
     for message in (whole, streamed):
         assert message.stop_reason == "stop_sequence" and message.stop_sequence == "STOP"
-        assert message.content[0].text == "alpha beta "  # type: ignore[union-attr]
+        assert message.content[0].text == "alpha beta "
 
 
 async def test_max_tokens_is_reported_as_the_stop_reason() -> None:
@@ -273,7 +273,7 @@ async def test_max_tokens_is_reported_as_the_stop_reason() -> None:
             streamed = await stream.get_final_message()
     for message in (whole, streamed):
         assert message.stop_reason == "max_tokens"
-        assert message.content[0].text == "one two "  # type: ignore[union-attr]
+        assert message.content[0].text == "one two "
         assert message.usage.output_tokens == 2
 
 
@@ -287,7 +287,7 @@ async def test_count_tokens_is_exact_without_loading_the_model() -> None:
         )
         with_tools = await sdk.messages.count_tokens(
             model="echo",
-            tools=[WEATHER_TOOL],  # type: ignore[list-item]
+            tools=[WEATHER_TOOL],
             messages=[{"role": "user", "content": "one two three"}],
         )
         loaded = neuron.state.registry.slots
@@ -337,21 +337,21 @@ async def test_errors_map_to_sdk_exception_classes() -> None:
     hi = [{"role": "user", "content": "hi"}]
     async with anthropic_fleet(models) as (_, _, sdk):
         with pytest.raises(anthropic.BadRequestError) as bad:
-            await sdk.messages.create(model="echo", max_tokens=NOT_GIVEN, messages=hi, timeout=30)  # type: ignore[call-overload]
+            await sdk.messages.create(model="echo", max_tokens=NOT_GIVEN, messages=hi, timeout=30)
         with pytest.raises(anthropic.BadRequestError):
             await sdk.messages.create(
                 model="echo",
                 max_tokens=8,
-                messages=[{"role": "robot", "content": "x"}],  # type: ignore[typeddict-item]
+                messages=[{"role": "robot", "content": "x"}],
             )
         with pytest.raises(anthropic.NotFoundError) as missing:
-            await sdk.messages.create(model="gpt-9", max_tokens=8, messages=hi)  # type: ignore[arg-type]
+            await sdk.messages.create(model="gpt-9", max_tokens=8, messages=hi)
         with pytest.raises(anthropic.InternalServerError) as unavailable:
-            await sdk.messages.create(model="far", max_tokens=8, messages=hi)  # type: ignore[arg-type]
+            await sdk.messages.create(model="far", max_tokens=8, messages=hi)
     assert "max_tokens" in bad.value.message
-    assert bad.value.body["error"]["type"] == "invalid_request_error"  # type: ignore[index]
+    assert bad.value.body["error"]["type"] == "invalid_request_error"
     assert "gpt-9" in missing.value.message
-    assert missing.value.body["error"]["type"] == "not_found_error"  # type: ignore[index]
+    assert missing.value.body["error"]["type"] == "not_found_error"
     assert unavailable.value.status_code == 503
     assert unavailable.value.response.headers["retry-after"]
 
@@ -361,14 +361,14 @@ async def test_api_key_is_required_and_accepted_either_way() -> None:
     hi = [{"role": "user", "content": "hi"}]
     async with anthropic_fleet(api_keys=("k1",)) as (gw, _, sdk):
         with pytest.raises(anthropic.AuthenticationError) as denied:
-            await sdk.messages.create(model="echo", max_tokens=8, messages=hi)  # type: ignore[arg-type]
+            await sdk.messages.create(model="echo", max_tokens=8, messages=hi)
         by_key = client(gw, api_key="k1")
         by_token = AsyncAnthropic(base_url=gw.url, auth_token="k1", max_retries=0)
         async with by_key, by_token:
             for sdk_ok in (by_key, by_token):
-                message = await sdk_ok.messages.create(model="echo", max_tokens=8, messages=hi)  # type: ignore[arg-type]
-                assert message.content[0].text == "hi"  # type: ignore[union-attr]
-    assert denied.value.body["error"]["type"] == "authentication_error"  # type: ignore[index]
+                message = await sdk_ok.messages.create(model="echo", max_tokens=8, messages=hi)
+                assert message.content[0].text == "hi"
+    assert denied.value.body["error"]["type"] == "authentication_error"
 
 
 async def test_full_queue_raises_rate_limit_error() -> None:
@@ -385,7 +385,7 @@ async def test_full_queue_raises_rate_limit_error() -> None:
                     model="slow", max_tokens=8, messages=[{"role": "user", "content": "hi"}]
                 )
     assert caught.value.response.headers["retry-after"]
-    assert caught.value.body["error"]["type"] == "rate_limit_error"  # type: ignore[index]
+    assert caught.value.body["error"]["type"] == "rate_limit_error"
 
 
 async def test_upstream_failure_mid_stream_raises_in_the_sdk() -> None:

@@ -143,7 +143,7 @@ async def test_streamed_tool_call_deltas_carry_index_type_and_id() -> None:
     assert calls[0].function is not None and calls[0].function.name == "get_weather"
     assert chunks[-1].choices[0].finish_reason == "tool_calls"
     (call,) = final.choices[0].message.tool_calls or []
-    assert json.loads(call.function.arguments) == {"city": "Paris"}  # type: ignore[union-attr]
+    assert json.loads(call.function.arguments) == {"city": "Paris"}
 
 
 async def test_max_completion_tokens_limits_the_answer() -> None:

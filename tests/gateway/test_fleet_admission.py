@@ -29,7 +29,7 @@ def counts(gw: RunningGateway) -> tuple[int, int]:
 
 @contextlib.asynccontextmanager
 async def background(coro: object) -> AsyncIterator[asyncio.Task[object]]:
-    task: asyncio.Task[object] = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+    task: asyncio.Task[object] = asyncio.ensure_future(coro)
     try:
         yield task
     finally:

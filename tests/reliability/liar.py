@@ -11,7 +11,7 @@ import sys
 from cortex.__main__ import main
 from cortex.neuron import app
 
-app.NeuronState.bind_url = property(lambda self: os.environ["LIAR_URL"])  # type: ignore[assignment,method-assign]
+app.NeuronState.bind_url = property(lambda self: os.environ["LIAR_URL"])
 
 if __name__ == "__main__":
     sys.exit(main())
