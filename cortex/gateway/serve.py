@@ -14,6 +14,7 @@ import signal
 
 from aiohttp import web
 
+from cortex import speedups
 from cortex.core.catalogue import Catalogue
 from cortex.core.config import GatewayConfig
 from cortex.errors import ConfigError
@@ -73,10 +74,11 @@ async def run_gateway(
         )
         runners.append(metrics_runner)
     log.info(
-        "gateway listening on port %d (metrics: %s; neurons: %s)",
+        "gateway listening on port %d (metrics: %s; neurons: %s; %s)",
         port,
         metrics_port or "off",
         ", ".join(n.name for n in config.neurons) or "none",
+        speedups.describe(),
     )
     print(
         f"gateway ready on port {port}" + (f", metrics on {metrics_port}" if metrics_port else ""),

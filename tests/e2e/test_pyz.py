@@ -110,3 +110,25 @@ def test_neuron_and_gateway_from_the_pyz_serve_a_request(pyz: str) -> None:
     assert answer["choices"][0]["message"]["content"] == "from the pyz"
     assert streamed.rstrip().endswith("data: [DONE]")
     assert '"content":"pyz"' in streamed
+
+
+def test_the_hosts_compiled_aiohttp_is_preferred_and_pure_can_be_forced(pyz: str) -> None:
+    """With a compiled aiohttp installed, the pyz loads it; CORTEX_PURE=1 keeps the bundled one."""
+    code = (
+        "import sys; from cortex.speedups import prefer_host_packages, describe; "
+        "prefer_host_packages(sys.argv[1]); import aiohttp; "
+        "print(describe(), aiohttp.__file__.startswith(sys.argv[1]))"
+    )
+    env = {**BARE_ENV, "PYTHONPATH": pyz}
+    host = subprocess.run(
+        [sys.executable, "-c", code, pyz], capture_output=True, text=True, env=env, check=False
+    )
+    pure = subprocess.run(
+        [sys.executable, "-c", code, pyz],
+        capture_output=True,
+        text=True,
+        env={**env, "CORTEX_PURE": "1"},
+        check=False,
+    )
+    assert "(compiled)" in host.stdout and host.stdout.strip().endswith("False"), host.stderr
+    assert "(pure-Python)" in pure.stdout and pure.stdout.strip().endswith("True"), pure.stderr
