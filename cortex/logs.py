@@ -20,8 +20,16 @@ def _extras(record: logging.LogRecord) -> dict[str, Any]:
 
 
 class TextFormatter(logging.Formatter):
+    _second = -1
+    _stamp = ""
+
     def format(self, record: logging.LogRecord) -> str:
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(record.created))
+        # One strftime per second: localtime() may stat the zone file on every call.
+        second = int(record.created)
+        if second != self._second:
+            self._second = second
+            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(second))
+        stamp = self._stamp
         line = f"{stamp} {record.levelname.lower():7} {record.name}: {record.getMessage()}"
         extras = _extras(record)
         if extras:
@@ -52,3 +60,7 @@ def setup(fmt: str = "text", level: str = "info") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # Neither formatter prints the caller, thread or process: skip gathering them
+    # (the stack walk alone is a good part of a request line's cost).
+    logging._srcfile = None  # documented in logging's source as the way to skip it
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False

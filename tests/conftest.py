@@ -6,7 +6,18 @@ import asyncio
 import inspect
 from typing import Any
 
+import os
+
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Timings on a shared 2-core machine are noisy: no per-example deadline. CI runs
+# derandomised so a red run can be replayed exactly; local runs keep exploring.
+settings.register_profile("dev", deadline=None)
+settings.register_profile(
+    "ci", deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 
 @pytest.hookimpl(tryfirst=True)

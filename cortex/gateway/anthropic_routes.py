@@ -37,7 +37,7 @@ from cortex.gateway.dispatch import Placement
 from cortex.gateway.failover import place_and_send
 from cortex.gateway.metrics import Tap
 from cortex.gateway.openai_routes import read_json, send_upstream
-from cortex.gateway.proxy import ClientLink, read_whole
+from cortex.gateway.proxy import ClientLink, IdleWatch, read_whole
 from cortex.gateway.state import GatewayState, gateway_state
 
 log = logging.getLogger("cortex.gateway.anthropic")
@@ -101,8 +101,10 @@ async def relay_translated(
     failure mid-stream, or a stream cut before ``[DONE]``, ends with an ``error`` event."""
     response = await link.prepare()
     parser = SSEParser(comments=True)
+    watch = IdleWatch(upstream)
     try:
         async for chunk in upstream.content.iter_any():
+            watch.seen()
             tap(chunk)
             events = _events_for(parser, translator, chunk)
             if events:
@@ -116,15 +118,17 @@ async def relay_translated(
                 await response.write(_encode(tail))
     except ConnectionResetError:
         raise  # the client left; aiohttp's error is also a ClientError
-    except asyncio.TimeoutError:
-        link.failed = UpstreamTimeout("the neuron went silent mid-stream")
-        tail = translator.fail(link.failed.message, "timeout_error")
-        await response.write(_encode(tail))
-    except aiohttp.ClientError as exc:
-        log.warning("upstream failed mid-stream: %s", type(exc).__name__)
-        link.failed = UpstreamFailed("the neuron failed mid-stream")
-        await response.write(_encode(translator.fail(link.failed.message)))
+    except (asyncio.TimeoutError, aiohttp.ClientError) as exc:
+        if isinstance(exc, asyncio.TimeoutError) or watch.expired:
+            link.failed = UpstreamTimeout("the neuron went silent mid-stream")
+            tail = translator.fail(link.failed.message, "timeout_error")
+            await response.write(_encode(tail))
+        else:
+            log.warning("upstream failed mid-stream: %s", type(exc).__name__)
+            link.failed = UpstreamFailed("the neuron failed mid-stream")
+            await response.write(_encode(translator.fail(link.failed.message)))
     finally:
+        watch.stop()
         upstream.release()
     await response.write_eof()
     return response

@@ -116,6 +116,45 @@ async def open_upstream(
         raise UpstreamFailed(f"the neuron failed: {type(exc).__name__}") from None
 
 
+class IdleWatch:
+    """A stream's idle timeout (the upstream's ``sock_read``), kept per stream, not per read.
+
+    aiohttp re-arms a timer on every read, a good part of relaying a small chunk. This
+    takes the timeout over from the connection: a chunk only stamps the time, and one
+    timer, firing at most once per idle period, re-arms itself for what is left or,
+    when the upstream has really been silent that long, closes it: the pending read
+    then fails, and ``expired`` tells that failure from others.
+    """
+
+    def __init__(self, upstream: aiohttp.ClientResponse) -> None:
+        self.expired = False
+        self._upstream = upstream
+        self._handle: asyncio.TimerHandle | None = None
+        self._loop = asyncio.get_running_loop()
+        self.last = self._loop.time()
+        connection = upstream.connection
+        protocol = connection.protocol if connection is not None else None
+        self._idle_s = (protocol.read_timeout if protocol is not None else None) or 0.0
+        if protocol is not None and self._idle_s > 0:
+            protocol.read_timeout = None  # its timer, armed at the headers, lapses at the next read
+            self._handle = self._loop.call_at(self.last + self._idle_s, self._check)
+
+    def seen(self) -> None:
+        self.last = self._loop.time()
+
+    def _check(self) -> None:
+        due = self.last + self._idle_s
+        if self._loop.time() < due:
+            self._handle = self._loop.call_at(due, self._check)
+            return
+        self.expired = True
+        self._upstream.close()
+
+    def stop(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+
+
 async def relay(
     upstream: aiohttp.ClientResponse,
     link: ClientLink,
@@ -125,8 +164,10 @@ async def relay(
     """Copy the upstream stream to the client as it arrives; a failure mid-stream
     ends it with an error frame in the client's dialect."""
     response = await link.prepare(upstream.status, upstream.headers.get("Content-Type"))
+    watch = IdleWatch(upstream)
     try:
         async for chunk in upstream.content.iter_any():
+            watch.seen()
             if tap is not None:
                 tap(chunk)
             await response.write(transform(chunk) if transform else chunk)
@@ -135,9 +176,12 @@ async def relay(
     except asyncio.TimeoutError:
         return await link.fail(UpstreamTimeout("the neuron went silent mid-stream"))
     except aiohttp.ClientError as exc:
+        if watch.expired:
+            return await link.fail(UpstreamTimeout("the neuron went silent mid-stream"))
         log.warning("upstream failed mid-stream: %s", type(exc).__name__)
         return await link.fail(UpstreamFailed("the neuron failed mid-stream"))
     finally:
+        watch.stop()
         upstream.release()
     await response.write_eof()
     return response

@@ -74,7 +74,7 @@ def test_each_decision_is_sound(case: Case) -> None:
     decision = decide(case)
     profile = catalogue.resolve(name)
     if isinstance(decision, Serve):
-        entry = fleet.node(decision.node).model(decision.model_id)  # type: ignore[union-attr]
+        entry = fleet.node(decision.node).model(decision.model_id)
         assert entry is not None
         assert entry.status in (LOADED, LOADING)
         return
@@ -130,7 +130,7 @@ def test_404_exactly_for_names_nobody_knows(case: Case) -> None:
 def test_same_input_same_decision(case: Case, rng: object) -> None:
     """The decision depends on the snapshot only, not on the order nodes are listed in."""
     nodes = list(case[0].nodes)
-    rng.shuffle(nodes)  # type: ignore[attr-defined]
+    rng.shuffle(nodes)
     first = decide(case)
     assert decide(case) == first
     assert decide(case, fleet=FleetView(tuple(nodes))) == first

@@ -409,7 +409,7 @@ def test_malformed_chunks_fail_the_stream() -> None:
     """A chunk that is not shaped like an OpenAI chunk fails the stream instead of raising."""
     for bad in ([1], {"choices": [None]}, {"choices": [{"delta": {"tool_calls": [7]}}]}):
         translator = AnthropicStreamTranslator(model="m", message_id="msg_1")
-        events = translator.feed(bad)  # type: ignore[arg-type]
+        events = translator.feed(bad)
         assert events[-1] == error_event("malformed chunk from the neuron")
         assert translator.finish() == []
 

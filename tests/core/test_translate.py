@@ -306,7 +306,7 @@ def test_claude_code_shaped_request() -> None:
         (body(user(7)), "messages[0].content"),
         (body(user(["x"])), "messages[0].content[0]"),
         (body(user("q"), user([text("a"), {"type": "foo"}])), "messages[1].content[1].type"),
-        (body(user([text(3)])), "messages[0].content[0].text"),  # type: ignore[arg-type]
+        (body(user([text(3)])), "messages[0].content[0].text"),
         (body(user([{"type": "tool_use", "id": "t", "name": "f"}])), "messages[0].content[0].type"),
         (
             body(assistant([{"type": "tool_result", "tool_use_id": "t"}])),
@@ -432,7 +432,7 @@ def test_nothing_is_silently_dropped(
             if b["type"] == "text":
                 assert json.dumps(b["text"], ensure_ascii=False)[1:-1] in rendered
             elif b["type"] == "image":
-                assert b["source"]["url"] in rendered
+                assert json.dumps(b["source"]["url"], ensure_ascii=False)[1:-1] in rendered
     kept = [t for t in tools if t.get("type", "custom") == "custom"]
     assert [t["function"]["name"] for t in out.get("tools", [])] == [t["name"] for t in kept]
 

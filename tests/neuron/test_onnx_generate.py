@@ -171,7 +171,7 @@ async def test_closing_the_stream_stops_within_one_step() -> None:
     """After the consumer closes the stream, the decode loop runs at most one more step."""
     model = await load()
     counter = CountingForward(model.decoder)
-    model.decoder.forward = counter  # type: ignore[method-assign]
+    model.decoder.forward = counter
     stream = model.generate(_request(max_tokens=1500))
     seen = 0
     async for event in stream:
@@ -189,7 +189,7 @@ async def test_cancelling_the_task_stops_the_decode_loop() -> None:
     """Cancelling the consuming task stops generation within one decode step."""
     model = await load()
     counter = CountingForward(model.decoder)
-    model.decoder.forward = counter  # type: ignore[method-assign]
+    model.decoder.forward = counter
     started = asyncio.Event()
 
     async def consume() -> None:
@@ -284,7 +284,7 @@ def test_a_tool_call_then_eos_finishes_with_tool_calls() -> None:
     events: list[Any] = []
     pipeline = OutputPipeline(lambda xs: TOKENIZER.decode(list(xs)), ())
     decoder = ScriptedDecoder(script, TOKENIZER.get_vocab_size())
-    run(decoder, plan, pipeline, events.append, threading.Event())  # type: ignore[arg-type]
+    run(decoder, plan, pipeline, events.append, threading.Event())
     calls = [e for e in events if isinstance(e, ToolCall)]
     assert [(c.name, c.arguments) for c in calls] == [("get_weather", '{"city": "Paris"}')]
     assert text_of(events) == "Ok "
