@@ -10,7 +10,9 @@ import json
 import logging
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any, TextIO
+
+from cortex import linelog
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
@@ -53,11 +55,27 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+if TYPE_CHECKING:
+    _StreamHandler = logging.StreamHandler[TextIO]
+else:  # not subscriptable at run time before Python 3.11
+    _StreamHandler = logging.StreamHandler
+
+
+class _Handler(_StreamHandler):
+    """stderr, after the buffered hot lines (``linelog``): lines stay in order."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        linelog.flush()
+        super().emit(record)
+
+
 def setup(fmt: str = "text", level: str = "info") -> None:
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _Handler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
+    # Hot lines (the gateway's request line) skip the record and join stderr in batches.
+    linelog.install(linelog.Sink(sys.stderr, fmt == "json", handler))
     root.setLevel(level.upper())
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     # Neither formatter prints the caller, thread or process: skip gathering them

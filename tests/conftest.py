@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from typing import Any
-
 import os
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings

@@ -21,7 +21,9 @@ from cortex.core.eviction import plan_eviction
 from cortex.core.fit import device_count, fits, need_mb, per_device_mb
 from cortex.core.fleet import FAILED, LOADED, LOADING, UNLOADING, FleetView, NodeView
 
-__all__ = ["Decision", "EvictThenLoad", "Load", "Reject", "Serve", "fits", "route"]
+__all__ = [
+    "Decision", "EvictThenLoad", "Load", "Reject", "Serve", "fits", "route", "sole_loaded",
+]  # fmt: skip
 
 # Retry-After for a 503: soon when busy models may free memory or a node may recover,
 # later when no healthy node could host the model even empty.
@@ -113,6 +115,24 @@ def route(
     return _place(
         fleet, catalogue, profile, need=need, strategy=strategy, now=now, unloading=unloading
     )
+
+
+def sole_loaded(fleet: FleetView, catalogue: Catalogue, name: str) -> Serve | None:
+    """``route()``'s decision when exactly one healthy node has the model loaded, else None.
+
+    Such a node is served whatever the counts, last uses and memory in the view (they
+    only rank several loaded nodes or plan a load), so a view whose per-request counts
+    are stale gives the same answer: the gateway's common case, without folding them in.
+    """
+    profile = catalogue.resolve(name)
+    model_id = profile.id if profile is not None else name
+    found: NodeView | None = None
+    for node, entry in fleet.placements(model_id):
+        if entry.status == LOADED and node.healthy:
+            if found is not None:
+                return None
+            found = node
+    return Serve(found.name, model_id) if found is not None else None
 
 
 def _place(

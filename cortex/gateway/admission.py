@@ -84,6 +84,10 @@ class Ticket:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self.leave()
+
+    def leave(self) -> None:
+        """Give the running slot back (no await: the common case needs none)."""
         if self._held:
             self._held = False
             node, model = self._key

@@ -161,7 +161,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
             return await relay_translated(upstream, link, translator, state.metrics.tap(ctx))
         raw = await read_whole(upstream)
     finally:
-        await placement.release()
+        placement.release()
     state.metrics.observe_body(ctx, raw)
     try:
         completion = json.loads(raw)

@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Callable
 from functools import partial
+from typing import NamedTuple
 
 import attrs
 
@@ -20,7 +21,7 @@ from cortex.core.config import GatewayConfig, ModelConfig
 from cortex.core.fleet import LOADING, FleetView
 from cortex.core.observe import add_pending
 from cortex.core.rewrite import host_of, is_loopback_host, rewrite_loopback
-from cortex.core.router import EvictThenLoad, Load, Reject, Serve, route
+from cortex.core.router import Decision, EvictThenLoad, Load, Reject, Serve, route, sole_loaded
 from cortex.errors import (
     BY_STATUS,
     ApiError,
@@ -45,8 +46,7 @@ MAX_ATTEMPTS = 3
 ENDPOINT_TIMEOUT_S = 5.0
 
 
-@attrs.frozen
-class Placement:
+class Placement(NamedTuple):
     """An admitted request's target; ``release`` gives its admission slot back."""
 
     node: str
@@ -54,8 +54,8 @@ class Placement:
     url: str
     ticket: Ticket
 
-    async def release(self) -> None:
-        await self.ticket.__aexit__(None, None, None)
+    def release(self) -> None:
+        self.ticket.leave()
 
 
 class Dispatcher:
@@ -97,15 +97,19 @@ class Dispatcher:
         failures = 0
         deadline = self.clock() + self.config.gateway.load_timeout_s  # for waits for room
         while True:
-            view = without(self.store.view, exclude)
-            decision = route(
-                view,
-                self.store.catalogue,
-                name,
-                self.clock(),
-                strategy=self.config.eviction.strategy,
-                measured_mb=self.store.measured_mb,
-            )
+            # The common case (one node has it loaded) needs no fresh counts: no rebuild.
+            decision: Decision | None = None
+            if not exclude:
+                decision = sole_loaded(self.store.states, self.store.catalogue, name)
+            if decision is None:
+                decision = route(
+                    without(self.store.view, exclude),
+                    self.store.catalogue,
+                    name,
+                    self.clock(),
+                    strategy=self.config.eviction.strategy,
+                    measured_mb=self.store.measured_mb,
+                )
             if isinstance(decision, Reject):
                 if decision.wait:
                     await self._wait_for_room(name, decision, deadline, ctx, link)
@@ -115,7 +119,7 @@ class Dispatcher:
             node, model_id = decision.node, decision.model_id
             profile = self.profile(model_id)
             ctx.model, ctx.node = model_id, node
-            entry = (n := view.node(node)) and n.model(model_id)
+            entry = (n := self.store.states.node(node)) and n.model(model_id)
             if isinstance(decision, Serve) and entry and entry.status != LOADING:
                 return await self._admit(node, profile, ctx, link)
             # Cold: start or join the one load, and hold the model against eviction

@@ -44,7 +44,7 @@ async def place_and_send(
         except UpstreamUnreachable as exc:
             node = placement.node if placement is not None else ctx.node
             if placement is not None:
-                await placement.release()
+                placement.release()
             if node:
                 state.store.forget_endpoints(node)
             if attempt == ATTEMPTS or not node:
@@ -53,6 +53,6 @@ async def place_and_send(
             excluded = excluded | {node}
         except BaseException:
             if placement is not None:
-                await placement.release()
+                placement.release()
             raise
     raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises

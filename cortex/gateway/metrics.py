@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import json
 import time
+from bisect import bisect_left
+from collections import Counter as Tally
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
-import attrs
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from cortex.gateway.context import RequestContext
@@ -88,9 +89,9 @@ class Tap:
             self._after += len(chunk)
 
 
-@attrs.frozen
-class Outcome:
-    """What one request amounted to: the figures its metrics and log line share."""
+class Outcome(NamedTuple):
+    """What one request amounted to: the figures its metrics and log line share
+    (a tuple: built once per request, several times cheaper than an attrs class)."""
 
     model: str  # the metrics label: "" for a name the fleet does not know
     node: str
@@ -239,29 +240,39 @@ class GatewayMetrics:
 
     def _fold(self) -> None:
         unfolded, self._unfolded = self._unfolded, []
+        groups: dict[tuple[str, str], list[Outcome]] = {}
         for outcome in unfolded:
-            self._observe(outcome)
+            groups.setdefault((outcome.model, outcome.node), []).append(outcome)
+        for labels, outcomes in groups.items():
+            self._observe(labels, outcomes)
 
-    def _observe(self, outcome: Outcome) -> None:
-        labels = (outcome.model, outcome.node)
+    def _observe(self, labels: tuple[str, str], outcomes: list[Outcome]) -> None:
+        """One series' requests: counters summed, histograms filled bucket by bucket."""
         child = self._child
-        child(self.requests, *labels, outcome.api, str(outcome.status)).inc()
-        if outcome.status >= 400:
-            child(self.errors, *labels, error_kind(outcome.status)).inc()
-        if outcome.cold_start:
-            child(self.cold_starts, *labels).inc()
-        child(self.duration, *labels).observe(outcome.duration_s)
-        if outcome.prompt_tokens > 0:
-            child(self.prompt_tokens, *labels).inc(outcome.prompt_tokens)
-        if outcome.completion_tokens > 0:
-            child(self.completion_tokens, *labels).inc(outcome.completion_tokens)
-        if outcome.ttft_s is not None and outcome.prefill_s is not None:
-            child(self.ttft, *labels).observe(outcome.ttft_s)
-            child(self.queue, *labels).observe(outcome.queue_s)
-            child(self.load, *labels).observe(outcome.load_s)
-            child(self.prefill, *labels).observe(outcome.prefill_s)
-        if outcome.tokens_per_second is not None:
-            child(self.tps, *labels).observe(outcome.tokens_per_second)
+        for (api, code), n in Tally((o.api, str(o.status)) for o in outcomes).items():
+            child(self.requests, *labels, api, code).inc(n)
+        errors = Tally(error_kind(o.status) for o in outcomes if o.status >= 400)
+        for kind, n in errors.items():
+            child(self.errors, *labels, kind).inc(n)
+        cold = sum(1 for o in outcomes if o.cold_start)
+        if cold:
+            child(self.cold_starts, *labels).inc(cold)
+        observe_all(child(self.duration, *labels), [o.duration_s for o in outcomes])
+        prompt = sum(o.prompt_tokens for o in outcomes if o.prompt_tokens > 0)
+        if prompt:
+            child(self.prompt_tokens, *labels).inc(prompt)
+        completion = sum(o.completion_tokens for o in outcomes if o.completion_tokens > 0)
+        if completion:
+            child(self.completion_tokens, *labels).inc(completion)
+        firsts = [o for o in outcomes if o.ttft_s is not None and o.prefill_s is not None]
+        if firsts:
+            observe_all(child(self.ttft, *labels), [o.ttft_s for o in firsts])
+            observe_all(child(self.queue, *labels), [o.queue_s for o in firsts])
+            observe_all(child(self.load, *labels), [o.load_s for o in firsts])
+            observe_all(child(self.prefill, *labels), [o.prefill_s for o in firsts])
+        speeds = [o.tokens_per_second for o in outcomes if o.tokens_per_second is not None]
+        if speeds:
+            observe_all(child(self.tps, *labels), speeds)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
@@ -296,6 +307,23 @@ def outcome_of(ctx: RequestContext, known_model: Callable[[str], bool], now: flo
         tokens_per_second=tps,
         cold_start=ctx.cold_start,
     )
+
+
+def observe_all(histogram: Any, values: list[Any]) -> None:
+    """``histogram.observe(v)`` for each value: the same bucket counts and sum, with one
+    locked update per bucket touched instead of two per value (a child's buckets are
+    prometheus_client's own attributes; without them, one ``observe`` each)."""
+    bounds = getattr(histogram, "_upper_bounds", None)
+    buckets = getattr(histogram, "_buckets", None)
+    total = getattr(histogram, "_sum", None)
+    if bounds is None or buckets is None or total is None:
+        for value in values:
+            histogram.observe(value)
+        return
+    # observe() counts a value in the first bucket whose bound is >= it: bisect_left.
+    for i, n in Tally(bisect_left(bounds, v) for v in values).items():
+        buckets[i].inc(n)
+    total.inc(sum(values))
 
 
 def error_kind(status: int) -> str:

@@ -92,10 +92,10 @@ async def forward(
     ctx: RequestContext,
     *,
     stream: bool,
-    link: ClientLink,
+    link: ClientLink | None,
 ) -> web.StreamResponse:
-    """Relay the neuron's open answer to the client."""
-    if stream:
+    """Relay the neuron's open answer to the client (streams through ``link``)."""
+    if stream and link is not None:
         return await relay(upstream, link, tap=state.metrics.tap(ctx))
     body = await read_whole(upstream)
     state.metrics.observe_body(ctx, body)
@@ -112,8 +112,12 @@ def openai_handler(path: str) -> Any:
         ctx = CURRENT.get()
         raw, body = await read_json(request, state.max_body_bytes)
         stream = bool(body.get("stream"))
-        link = ClientLink(request, OPENAI, KEEPALIVE, {"x-request-id": ctx.request_id})
-        ctx.link = link
+        # Only a stream can start before its answer is whole (keep-alives, error frames).
+        link = None
+        if stream:
+            link = ctx.link = ClientLink(
+                request, OPENAI, KEEPALIVE, {"x-request-id": ctx.request_id}
+            )
 
         async def send(placement: Placement) -> aiohttp.ClientResponse:
             data = raw
@@ -122,12 +126,10 @@ def openai_handler(path: str) -> Any:
                 data = json.dumps({**body, "model": placement.profile.id}).encode()
             return await send_upstream(state, placement, ctx, data, path=path, stream=stream)
 
-        placement, upstream = await place_and_send(
-            state, ctx, link if stream else None, body["model"], send
-        )
+        placement, upstream = await place_and_send(state, ctx, link, body["model"], send)
         try:
             return await forward(state, upstream, ctx, stream=stream, link=link)
         finally:
-            await placement.release()
+            placement.release()
 
     return handle

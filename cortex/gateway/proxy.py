@@ -10,6 +10,7 @@ metrics without changing it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -97,13 +98,7 @@ async def open_upstream(
 ) -> aiohttp.ClientResponse:
     """Send the request; raises ``UpstreamUnreachable`` for a refused or reset
     connection before any response byte (the caller may retry elsewhere)."""
-    # Streams: a read may wait at most idle_timeout_s (SPEC: not a total deadline).
-    # Non-streams send nothing until the answer is whole, so only the total bounds them.
-    timeout = aiohttp.ClientTimeout(
-        total=None if stream else total_timeout_s,
-        sock_connect=CONNECT_TIMEOUT_S,
-        sock_read=idle_timeout_s if stream else None,
-    )
+    timeout = _timeout(stream, idle_timeout_s, total_timeout_s)
     try:
         return await session.post(url, data=body, headers=headers, timeout=timeout)
     except aiohttp.ConnectionTimeoutError:  # nothing was sent: as good as refused
@@ -114,6 +109,17 @@ async def open_upstream(
         raise UpstreamUnreachable(f"the neuron is unreachable: {type(exc).__name__}") from None
     except aiohttp.ClientError as exc:
         raise UpstreamFailed(f"the neuron failed: {type(exc).__name__}") from None
+
+
+@functools.lru_cache(maxsize=8)
+def _timeout(stream: bool, idle_timeout_s: float, total_timeout_s: float) -> aiohttp.ClientTimeout:
+    # Streams: a read may wait at most idle_timeout_s (SPEC: not a total deadline).
+    # Non-streams send nothing until the answer is whole, so only the total bounds them.
+    return aiohttp.ClientTimeout(
+        total=None if stream else total_timeout_s,
+        sock_connect=CONNECT_TIMEOUT_S,
+        sock_read=idle_timeout_s if stream else None,
+    )
 
 
 class IdleWatch:

@@ -14,7 +14,7 @@ import signal
 
 from aiohttp import web
 
-from cortex import speedups
+from cortex import linelog, speedups
 from cortex.core.catalogue import Catalogue
 from cortex.core.config import GatewayConfig
 from cortex.errors import ConfigError
@@ -100,3 +100,4 @@ async def run_gateway(
         log.info("gateway stopping; in-flight requests get up to %.0f s", DRAIN_BOUND_S)
         for r in runners:
             await r.cleanup()
+        linelog.flush()  # the drained requests' lines

@@ -56,6 +56,12 @@ class FleetStore:
     def view(self, view: FleetView) -> None:
         self._view = view
 
+    @property
+    def states(self) -> FleetView:
+        """The snapshot without the latest counts and last uses folded in: health, model
+        states and memory are current (for ``sole_loaded``; no rebuild per request)."""
+        return self._view
+
     def _with_usage(self, view: FleetView) -> FleetView:
         usage, self._usage = self._usage, {}
         used, self._used = self._used, {}

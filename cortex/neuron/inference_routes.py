@@ -11,25 +11,26 @@ from aiohttp import web
 from cortex.core import wire
 from cortex.errors import BadRequest
 from cortex.neuron.generate import serve
-from cortex.neuron.requests import parse_chat, parse_completion, wants_usage_chunk
+from cortex.neuron.requests import (
+    parse_chat,
+    parse_completion,
+    parse_tokenize,
+    wants_usage_chunk,
+)
 from cortex.neuron.state import Handler, decode, json_body, neuron_state
 
 
 async def post_tokenize(request: web.Request) -> web.Response:
     state = neuron_state(request)
     body = await json_body(request)
-    if not isinstance(body, dict) or not isinstance(body.get("model"), str):
-        raise BadRequest("model is required", param="model")
-    messages, tools, prompt = body.get("messages"), body.get("tools"), body.get("prompt")
-    if messages is None and prompt is None:
-        raise BadRequest("messages or prompt is required", param="messages")
-    slot = state.registry.slots.get(body["model"])
+    model, messages, tools, prompt = parse_tokenize(body)
+    slot = state.registry.slots.get(model)
     if slot is not None and slot.model is not None:
         count = await slot.model.count_tokens(messages, tools, prompt)
     else:
         spec = decode(
             {
-                "model_id": body["model"],
+                "model_id": model,
                 "source": body.get("source"),
                 "harness": body.get("harness"),
                 "options": body.get("options") or {},

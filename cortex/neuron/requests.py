@@ -121,6 +121,24 @@ def parse_completion(body: Any, request_id: str = "") -> GenerationRequest:
     return GenerationRequest(prompt=prompt, request_id=request_id, **common)
 
 
+def parse_tokenize(
+    body: Any,
+) -> tuple[str, list[Mapping[str, Any]] | None, list[Any] | None, str | None]:
+    """``/tokenize``'s body: (model, messages, tools, prompt), each checked like a chat's."""
+    if not isinstance(body, dict) or not isinstance(body.get("model"), str) or not body["model"]:
+        raise BadRequest("model is required", param="model")
+    messages = _messages(body) if body.get("messages") is not None else None
+    tools = body.get("tools")
+    if tools is not None and not isinstance(tools, list):
+        raise BadRequest("tools must be a list", param="tools")
+    prompt = body.get("prompt")
+    if prompt is not None and not isinstance(prompt, str):
+        raise BadRequest("prompt must be a string", param="prompt")
+    if messages is None and prompt is None:
+        raise BadRequest("messages or prompt is required", param="messages")
+    return body["model"], messages, tools, prompt
+
+
 def wants_usage_chunk(body: Mapping[str, Any]) -> bool:
     options = body.get("stream_options")
     return isinstance(options, dict) and bool(options.get("include_usage"))

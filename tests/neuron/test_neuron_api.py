@@ -232,3 +232,20 @@ async def test_discovery_reports_onnxruntime_providers_once_probed() -> None:
                 break
             await asyncio.sleep(0.05)
     assert "CPUExecutionProvider" in providers
+
+
+async def test_tokenize_rejects_wrong_types_with_a_400() -> None:
+    """/tokenize checks messages, tools and prompt before any harness sees them."""
+    async with start_neuron() as neuron, http() as session:
+        for body in (
+            {"model": "echo", "messages": True},
+            {"model": "echo", "messages": [{"role": "user", "content": 3}]},
+            {"model": "echo", "prompt": "a", "tools": {"x": 1}},
+            {"model": "echo", "prompt": ["a"]},
+            {"model": "echo"},
+        ):
+            async with session.post(
+                neuron.url + "/tokenize", json={**body, "harness": "echo"}
+            ) as r:
+                assert r.status == 400, body
+                assert (await r.json())["error"]["message"]
