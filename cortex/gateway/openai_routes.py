@@ -15,7 +15,7 @@ import aiohttp
 from aiohttp import web
 
 from cortex.core.envelopes import OPENAI
-from cortex.core.nesting import MAX_JSON_DEPTH, too_deep
+from cortex.core.nesting import decode_body
 from cortex.errors import BadRequest, PayloadTooLarge
 from cortex.gateway.context import CURRENT, RequestContext
 from cortex.gateway.dispatch import Placement
@@ -34,16 +34,9 @@ async def read_json(request: web.Request, limit: int) -> tuple[bytes, dict[str, 
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise PayloadTooLarge(f"the body exceeds {limit} bytes") from None
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"the body is not valid JSON: {exc}") from None
-    except RecursionError:  # nested past the interpreter's own limit
-        raise BadRequest(f"the body nests deeper than {MAX_JSON_DEPTH} levels") from None
+    body = decode_body(raw)
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object")
-    if too_deep(raw, body):
-        raise BadRequest(f"the body nests deeper than {MAX_JSON_DEPTH} levels")
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise BadRequest("model is required and must be a string", param="model")

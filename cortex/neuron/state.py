@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -13,7 +12,7 @@ from aiohttp import web
 
 from cortex.core import wire
 from cortex.core.config import NeuronConfig
-from cortex.core.nesting import MAX_JSON_DEPTH, too_deep
+from cortex.core.nesting import decode_body
 from cortex.errors import BadRequest, PayloadTooLarge
 from cortex.harness import DeviceInfo
 from cortex.neuron import discovery
@@ -55,15 +54,7 @@ async def json_body(request: web.Request) -> Any:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise PayloadTooLarge(f"the body exceeds {MAX_BODY_BYTES} bytes") from None
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"the body is not valid JSON: {exc}") from None
-    except RecursionError:  # nested past the interpreter's own limit
-        raise BadRequest(f"the body nests deeper than {MAX_JSON_DEPTH} levels") from None
-    if too_deep(raw, body):
-        raise BadRequest(f"the body nests deeper than {MAX_JSON_DEPTH} levels")
-    return body
+    return decode_body(raw)
 
 
 def decode(data: Any, cls: type[Any]) -> Any:
