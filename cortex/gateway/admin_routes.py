@@ -243,7 +243,7 @@ def fleet_report(state: GatewayState, now: float) -> dict[str, Any]:
                 "pinned_on": list(profile.pinned_on),
                 "feasible_on": feasible_nodes(profile, view.nodes),
                 "loaded_on": loaded_on,
-                "waiting": state.dispatcher.waiting.get(profile.id, 0),
+                "waiting": len(state.dispatcher.waiting.get(profile.id, ())),
                 "why_not_loaded": None if loaded_on else why_not_loaded(state, profile, now),
             }
         )

@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 import attrs
 
-from cortex.core.catalogue import default_profile
+from cortex.core.catalogue import default_profile, is_feasible
 from cortex.core.config import GatewayConfig, ModelConfig
 from cortex.core.fleet import LOADING, FleetView
 from cortex.core.observe import add_pending
@@ -44,6 +44,10 @@ log = logging.getLogger("cortex.gateway")
 MAX_ATTEMPTS = 3
 # The endpoint lookup is a dictionary read on the neuron; silence this long means trouble.
 ENDPOINT_TIMEOUT_S = 5.0
+# A model that has waited this long for room gets its turn: new requests for the models
+# on the nodes it could use wait too, so those drain and can be evicted. Long enough that
+# a short burst is not interrupted; short enough that a waiting client sees an answer.
+FAIR_TURN_S = 10.0
 
 
 class Placement(NamedTuple):
@@ -76,7 +80,8 @@ class Dispatcher:
         self.config = config
         self.clock = clock
         self.neuron_hosts = {h for n in config.neurons if (h := host_of(n.endpoint))}
-        self.waiting: dict[str, int] = {}  # model id -> requests waiting for room
+        self.waiting: dict[str, list[float]] = {}  # model id -> when each waiter began
+        self.fair_turn_s = FAIR_TURN_S
 
     def profile(self, model_id: str) -> ModelConfig:
         return self.store.catalogue.get(model_id) or default_profile(model_id)
@@ -96,6 +101,7 @@ class Dispatcher:
         keepalive = self.config.gateway.keepalive_s
         failures = 0
         deadline = self.clock() + self.config.gateway.load_timeout_s  # for waits for room
+        waiting_since: float | None = None  # this request's first wait (its place in turn)
         while True:
             # The common case (one node has it loaded) needs no fresh counts: no rebuild.
             decision: Decision | None = None
@@ -112,7 +118,10 @@ class Dispatcher:
                 )
             if isinstance(decision, Reject):
                 if decision.wait:
-                    await self._wait_for_room(name, decision, deadline, ctx, link)
+                    waiting_since = waiting_since or self.clock()
+                    await self._wait_for_room(
+                        name, decision, deadline=deadline, since=waiting_since, ctx=ctx, link=link
+                    )
                     continue
                 cls = BY_STATUS.get(decision.status, Unavailable)
                 raise cls(decision.message, retry_after_s=decision.retry_after_s)
@@ -121,6 +130,17 @@ class Dispatcher:
             ctx.model, ctx.node = model_id, node
             entry = (n := self.store.states.node(node)) and n.model(model_id)
             if isinstance(decision, Serve) and entry and entry.status != LOADING:
+                if self.waiting and self._owes_a_turn(model_id, node):
+                    waiting_since = waiting_since or self.clock()
+                    await self._wait_for_room(
+                        model_id,
+                        decision,
+                        deadline=deadline,
+                        since=waiting_since,
+                        ctx=ctx,
+                        link=link,
+                    )
+                    continue
                 return await self._admit(node, profile, ctx, link)
             # Cold: start or join the one load, and hold the model against eviction
             # until this request has been admitted (no thrashing between two models).
@@ -149,11 +169,27 @@ class Dispatcher:
             finally:
                 self.store.update(node, partial(add_pending, model_id=model_id, delta=-1))
 
+    def _owes_a_turn(self, model_id: str, node: str) -> bool:
+        """Whether another model has waited ``fair_turn_s`` for room it could find on
+        ``node``: then ``model_id``'s new requests wait too, so it drains and can go."""
+        view = self.store.states.node(node)
+        if view is None:
+            return False
+        since = self.clock() - self.fair_turn_s
+        for waiter, started in self.waiting.items():
+            if waiter == model_id or min(started) > since:
+                continue
+            if is_feasible(self.profile(waiter), view):
+                return True
+        return False
+
     async def _wait_for_room(
         self,
         name: str,
-        decision: Reject,
+        decision: Reject | Serve,
+        *,
         deadline: float,
+        since: float,
         ctx: RequestContext,
         link: ClientLink | None,
     ) -> None:
@@ -167,15 +203,19 @@ class Dispatcher:
         """
         profile = self.store.catalogue.resolve(name)
         model_id = profile.id if profile is not None else name
-        waiting = self.waiting.get(model_id, 0)
-        if waiting >= self.config.gateway.max_queue_per_model:
+        waiters = self.waiting.get(model_id, [])
+        if len(waiters) >= self.config.gateway.max_queue_per_model:
             raise QueueFull(
-                f"model {model_id!r} has {waiting} requests waiting for memory", retry_after_s=1
+                f"model {model_id!r} has {len(waiters)} requests waiting for memory",
+                retry_after_s=1,
             )
         remaining = deadline - self.clock()
         if remaining <= 0:
-            raise Unavailable(decision.message, retry_after_s=decision.retry_after_s)
-        self.waiting[model_id] = waiting + 1
+            if isinstance(decision, Reject):
+                raise Unavailable(decision.message, retry_after_s=decision.retry_after_s)
+            raise Unavailable(f"model {model_id!r} waited its turn too long", retry_after_s=5)
+        waiters = self.waiting.setdefault(model_id, waiters)
+        waiters.append(since)
         started = time.perf_counter()
         try:
             await with_keepalive(
@@ -183,10 +223,8 @@ class Dispatcher:
             )
         finally:
             ctx.queue_s += time.perf_counter() - started
-            left = self.waiting[model_id] - 1
-            if left:
-                self.waiting[model_id] = left
-            else:
+            waiters.remove(since)
+            if not waiters:
                 del self.waiting[model_id]
 
     async def _admit(

@@ -109,3 +109,37 @@ async def test_two_models_that_do_not_fit_together_alternate_in_batches() -> Non
         view = gw.state.store.view.node("n1")
         assert view is not None
         assert all(not m.busy for m in view.models)
+
+
+async def test_a_model_under_constant_load_yields_to_one_waiting_for_its_room() -> None:
+    """A waiter for room gets its turn: the busy model stops taking new requests and drains."""
+    slow = "options = {delay_ms = 20}\n"
+    models = echo_models(("x", 600), ("y", 600), x=slow, y=slow)
+    async with (
+        start_neuron("n1", vram_mb=[1000]) as n1,
+        start_gateway([n1], models, load_timeout_s=30) as gw,
+        http() as session,
+    ):
+        gw.state.dispatcher.fair_turn_s = 0.3
+        stop = asyncio.Event()
+
+        async def keep_y_busy(offset: float) -> list[int]:
+            await asyncio.sleep(offset)  # staggered: some y request is always in flight
+            statuses = []
+            while not stop.is_set():
+                status, _ = await chat(session, gw, "y", "a b c d e f g h i j")
+                statuses.append(status)
+            return statuses
+
+        busy = [asyncio.ensure_future(keep_y_busy(i * 0.07)) for i in range(3)]
+        await asyncio.sleep(0.3)  # y is loaded and never idle from here on
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        status, body = await chat(session, gw, "x", "my turn")
+        waited = loop.time() - started
+        stop.set()
+        y_statuses = [s for task in busy for s in await task]
+    assert status == 200 and body["choices"][0]["message"]["content"] == "my turn"
+    assert waited < 15, "x waited for the load timeout instead of getting a turn"
+    assert y_statuses and set(y_statuses) == {200}  # y's clients waited; none were refused
+    assert load_count(n1, "x") == 1
