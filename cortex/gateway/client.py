@@ -70,6 +70,14 @@ class NeuronClient:
     async def post(self, path: str, body: Any, timeout: float = 10.0) -> Any:
         return await self.call("POST", path, body, timeout=timeout)
 
+    async def answers(self, timeout: float) -> bool:
+        """Whether the neuron answers /health within ``timeout`` (a liveness probe)."""
+        try:
+            await self.get("/health", timeout)
+        except ApiError:
+            return False
+        return True
+
     async def endpoint_of(self, model_id: str, timeout: float) -> str:
         data = await self.get(f"/models/{quote(model_id, safe='')}/endpoint", timeout)
         if not isinstance(data, dict) or not isinstance(data.get("url"), str):

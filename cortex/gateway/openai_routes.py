@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from functools import partial
 from typing import Any
 
 import aiohttp
@@ -20,10 +21,19 @@ from cortex.errors import BadRequest, PayloadTooLarge
 from cortex.gateway.context import CURRENT, RequestContext
 from cortex.gateway.dispatch import Placement
 from cortex.gateway.failover import place_and_send
-from cortex.gateway.proxy import ClientLink, open_upstream, read_whole, relay, upstream_error
+from cortex.gateway.proxy import (
+    ClientLink,
+    open_upstream,
+    read_whole,
+    relay,
+    upstream_error,
+    watched,
+)
 from cortex.gateway.state import GatewayState, gateway_state
 
 KEEPALIVE = b": keep-alive\n\n"
+# A healthy neuron answers /health in milliseconds, even while it generates.
+PROBE_TIMEOUT_S = 5.0
 
 
 async def read_json(request: web.Request, limit: int) -> tuple[bytes, dict[str, Any]]:
@@ -62,10 +72,15 @@ async def send_upstream(
     path: str,
     stream: bool,
 ) -> aiohttp.ClientResponse:
-    """POST ``raw`` to the placed neuron; an error answer raises in the client's terms."""
+    """POST ``raw`` to the placed neuron; an error answer raises in the client's terms.
+
+    A non-streamed answer arrives whole, after all of its generation, so silence is no
+    sign of trouble there: each ``stream_idle_timeout_s`` of it, the neuron's /health
+    is asked instead, and only a neuron that no longer answers ends the wait (504).
+    """
     gateway = state.config.gateway
     ctx.sent_at = time.perf_counter()
-    upstream = await open_upstream(
+    opening = open_upstream(
         state.session,
         placement.url + path,
         raw,
@@ -74,6 +89,14 @@ async def send_upstream(
         idle_timeout_s=gateway.stream_idle_timeout_s,
         total_timeout_s=gateway.load_timeout_s,
     )
+    if stream:
+        upstream = await opening
+    else:
+        client = state.clients[placement.node]
+        probe_s = min(PROBE_TIMEOUT_S, gateway.stream_idle_timeout_s)
+        upstream = await watched(
+            opening, partial(client.answers, probe_s), gateway.stream_idle_timeout_s
+        )
     if upstream.status >= 400:
         raise upstream_error(upstream.status, await read_whole(upstream), placement.node)
     return upstream

@@ -86,6 +86,23 @@ async def with_keepalive(work: Awaitable[T], link: ClientLink | None, every_s: f
 Tap = Callable[[bytes], None]
 
 
+async def watched(work: Awaitable[T], alive: Callable[[], Awaitable[bool]], every_s: float) -> T:
+    """Await ``work``; each ``every_s`` without a result, ask ``alive()`` and give up
+    with a 504 when the neuron no longer answers (a silent, not a slow, neuron)."""
+    task = asyncio.ensure_future(work)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=every_s)
+            if done:
+                return task.result()
+            if not await alive():
+                raise UpstreamTimeout("the neuron stopped answering while generating")
+    finally:
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+
 async def open_upstream(
     session: aiohttp.ClientSession,
     url: str,

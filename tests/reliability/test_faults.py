@@ -99,6 +99,30 @@ async def test_frozen_neuron_is_cut_by_the_idle_timeout_and_returns(cluster: Clu
         await settled(s, cluster)
 
 
+async def test_non_streamed_answers_wait_for_a_live_neuron_and_not_for_a_frozen_one(
+    cluster: Cluster,
+) -> None:
+    """A 6 s non-streamed answer outlives the 2 s idle timeout while the neuron is alive;
+    from a SIGSTOPped neuron the client gets a 504 soon after that timeout."""
+    cluster.start()
+    async with aiohttp.ClientSession() as s:
+        await admin_load(s, cluster, "slow", "n1")
+        status, body = await chat(s, cluster, "slow", text=" ".join(f"w{i}" for i in range(60)))
+        assert status == 200 and "w59" in body, body
+        n1 = cluster.neurons["n1"]
+        assert n1.proc is not None
+        asking = asyncio.ensure_future(chat(s, cluster, "slow", text="a b c d e f g h i j"))
+        await asyncio.sleep(0.3)
+        n1.proc.send(signal.SIGSTOP)
+        started = time.monotonic()
+        status, body = await asking
+        assert time.monotonic() - started < 2 + 2 + 3  # idle timeout, probe, slack
+        assert status == 504 and json.loads(body)["error"]["type"] == "timeout_error", body
+        n1.proc.send(signal.SIGCONT)
+        await eventually(lambda: node_up(s, cluster, "n1"), "n1 to rejoin")
+        await settled(s, cluster)
+
+
 async def test_a_stream_that_keeps_sending_is_never_cut(cluster: Cluster) -> None:
     """A 6 s stream with a word every 100 ms outlives a 2 s idle timeout in both dialects."""
     cluster.start()
