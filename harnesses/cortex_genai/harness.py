@@ -50,6 +50,11 @@ class GenaiHarness:
 
     name = "genai"
 
+    def __init__(self) -> None:
+        from cortex_onnx import OnnxHarness  # light: its heavy imports wait for use
+
+        self._tokens = OnnxHarness()  # same folder format: reuse its cached prompters
+
     def providers(self) -> list[str]:
         """Providers onnxruntime-genai can use here; [] when it is not installed."""
         try:
@@ -70,11 +75,7 @@ class GenaiHarness:
         prompt: str | None,
     ) -> int:
         """Prompt tokens with the folder's tokenizer and template; the model is not loaded."""
-        from cortex_onnx.folder import read_folder
-        from cortex_onnx.prompt import Prompter
-
-        prompter = await asyncio.to_thread(Prompter, read_folder(spec.source_path, False))
-        return len(await asyncio.to_thread(prompter.encode, messages, tools, prompt))
+        return await self._tokens.count_tokens(spec, messages, tools, prompt)
 
 
 class GenaiModel:

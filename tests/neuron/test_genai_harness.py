@@ -50,3 +50,14 @@ async def test_genai_greedy_text_equals_the_golden_text(tmp_path: Path) -> None:
         assert text_of(events) == tokenizer.decode(case["ids"])
         assert events[-1] == Finish("length", len(case["prompt_ids"]), steps)
     await model.unload()
+
+
+async def test_genai_counts_tokens_like_the_onnx_harness_without_genai() -> None:
+    """count_tokens reads only the tokenizer and template: the same count as cortex_onnx."""
+    from cortex_onnx import OnnxHarness
+
+    spec = LoadSpec(model_id="tiny", source_path=str(TINY))
+    messages = [{"role": "user", "content": "What is the capital of France?"}]
+    genai = await GenaiHarness().count_tokens(spec, messages, None, None)
+    assert genai == await OnnxHarness().count_tokens(spec, messages, None, None)
+    assert genai > 5
