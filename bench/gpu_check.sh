@@ -6,6 +6,10 @@
 # device's copy bandwidth for the decode bound, and prints a short results table last.
 #
 #   bash bench/gpu_check.sh            (from anywhere; PYTHON=... to pick the interpreter)
+#
+# Prepare the wheels where there is internet, for the GPU host's Python version:
+#   python3 -m pip download -d wheelhouse onnxruntime-gpu numpy tokenizers jinja2 \
+#       attrs cattrs tomlkit aiohttp prometheus-client pytest hypothesis onnx
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -15,7 +19,8 @@ mkdir -p "$OUT"
 if [ -d wheelhouse ]; then
     "$PY" -m pip uninstall -y -q onnxruntime >/dev/null 2>&1  # it would shadow onnxruntime-gpu
     "$PY" -m pip install -q --no-index --find-links wheelhouse \
-        onnxruntime-gpu numpy tokenizers jinja2 attrs pytest hypothesis onnx || exit 1
+        onnxruntime-gpu numpy tokenizers jinja2 attrs cattrs tomlkit aiohttp prometheus-client \
+        pytest hypothesis onnx || exit 1
 fi
 export PYTHONPATH="$PWD:$PWD/harnesses${PYTHONPATH:+:$PYTHONPATH}"
 export CORTEX_ONNX_PROVIDER=cuda
@@ -23,7 +28,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > 
 "$PY" -c "import onnxruntime as o; print(o.__version__, o.get_available_providers())" > "$OUT/ort.txt" 2>&1
 
 # Engine tests on CUDA (the fp32 GroupQueryAttention test pins itself to the CPU provider).
-timeout 300 "$PY" -m pytest -q -p no:cacheprovider tests/neuron/test_onnx_*.py tests/export \
+timeout 300 "$PY" -m pytest -q -p no:cacheprovider -m "not slow" tests/neuron/test_onnx_*.py tests/export \
     > "$OUT/tests.txt" 2>&1
 tests_rc=$?
 
