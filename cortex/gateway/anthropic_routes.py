@@ -13,6 +13,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import Any
 
 import aiohttp
@@ -134,6 +135,18 @@ async def relay_translated(
     return response
 
 
+async def _send_as_placed(
+    state: GatewayState,
+    ctx: RequestContext,
+    chat: dict[str, Any],
+    placement: Placement,
+    *,
+    stream: bool,
+) -> aiohttp.ClientResponse:
+    chat["model"] = placement.profile.id  # the neuron knows the model by its id
+    return await _send(state, placement, ctx, chat, stream=stream)
+
+
 async def messages(request: web.Request) -> web.StreamResponse:
     """POST /v1/messages."""
     state = gateway_state(request)
@@ -145,18 +158,15 @@ async def messages(request: web.Request) -> web.StreamResponse:
     link = ClientLink(request, ANTHROPIC, KEEPALIVE, {"x-request-id": ctx.request_id})
     ctx.link = link
 
-    async def send(placement: Placement) -> aiohttp.ClientResponse:
-        chat["model"] = placement.profile.id  # the neuron knows the model by its id
-        return await _send(state, placement, ctx, chat, stream=stream)
-
-    placement, upstream = await place_and_send(
-        state, ctx, link if stream else None, body["model"], send
-    )
+    model = body["model"]
+    send = partial(_send_as_placed, state, ctx, chat, stream=stream)
+    placement, upstream = await place_and_send(state, ctx, link if stream else None, model, send)
+    del body, chat, send  # sent: a long stream need not hold the request's parses
     message_id = new_message_id()
     try:
         if stream:
             translator = AnthropicStreamTranslator(
-                model=body["model"], message_id=message_id, stop_sequences=stops
+                model=model, message_id=message_id, stop_sequences=stops
             )
             return await relay_translated(upstream, link, translator, state.metrics.tap(ctx))
         raw = await read_whole(upstream)
@@ -170,7 +180,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
     if not isinstance(completion, Mapping):
         raise UpstreamFailed(f"neuron {placement.node} sent a malformed chat completion")
     message = openai_to_anthropic(
-        completion, model=body["model"], stop_sequences=stops, message_id=message_id
+        completion, model=model, stop_sequences=stops, message_id=message_id
     )
     return web.json_response(message, headers={"x-request-id": ctx.request_id})
 

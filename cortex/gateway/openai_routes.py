@@ -122,6 +122,23 @@ async def forward(
     )
 
 
+async def _send(
+    state: GatewayState,
+    ctx: RequestContext,
+    raw: bytes,
+    body: dict[str, Any],
+    placement: Placement,
+    *,
+    path: str,
+    stream: bool,
+) -> aiohttp.ClientResponse:
+    data = raw
+    if body["model"] != placement.profile.id:
+        # An alias: the neuron knows the model by its id. Only then is the body rewritten.
+        data = json.dumps({**body, "model": placement.profile.id}).encode()
+    return await send_upstream(state, placement, ctx, data, path=path, stream=stream)
+
+
 def openai_handler(path: str) -> Any:
     async def handle(request: web.Request) -> web.StreamResponse:
         state = gateway_state(request)
@@ -135,14 +152,9 @@ def openai_handler(path: str) -> Any:
                 request, OPENAI, KEEPALIVE, {"x-request-id": ctx.request_id}
             )
 
-        async def send(placement: Placement) -> aiohttp.ClientResponse:
-            data = raw
-            if body["model"] != placement.profile.id:
-                # An alias: the neuron knows the model by its id. Only then is the body rewritten.
-                data = json.dumps({**body, "model": placement.profile.id}).encode()
-            return await send_upstream(state, placement, ctx, data, path=path, stream=stream)
-
+        send = partial(_send, state, ctx, raw, body, path=path, stream=stream)
         placement, upstream = await place_and_send(state, ctx, link, body["model"], send)
+        del raw, body, send  # sent: a long stream need not hold the request and its parse
         try:
             return await forward(state, upstream, ctx, stream=stream, link=link)
         finally:
